@@ -1,0 +1,31 @@
+# `make train` and `make test` set up .venv first; `make setup` only sets up.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+SEQMNIST_DATA_DIR ?= $(abspath ../shared/data/mnist)
+export SEQMNIST_DATA_DIR
+
+.PHONY: setup train test lint clean
+
+setup: $(VENV)/.installed
+
+# torch is pinned and installed first: left to resolve it alone, pip would
+# pull a newer build with gigabytes of CUDA. The project accepts torch>=2.4.
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+train: setup
+	$(BIN)/seqmnist train --preset default --out runs/default
+
+test: setup
+	$(BIN)/pytest -q
+
+lint: setup
+	$(BIN)/ruff check src tests
+	$(BIN)/ruff format --check src tests
+
+clean:
+	rm -rf $(VENV) runs

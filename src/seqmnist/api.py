@@ -1,0 +1,62 @@
+"""The Python API: what the CLI does, callable from a notebook, returning result objects.
+
+    >>> import seqmnist
+    >>> result = seqmnist.train("ref2-lstm128", out_dir="runs/r2", lr=2e-3)
+    >>> result.test.accuracy
+    >>> seqmnist.evaluate_run("runs/r2", split="val").confusion
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from seqmnist.config import RunConfig, apply_overrides
+from seqmnist.data import load_dataset
+from seqmnist.device import resolve_device
+from seqmnist.evaluation import Evaluation, evaluate
+from seqmnist.presets import get_preset
+from seqmnist.runs import load_run
+from seqmnist.training import TrainResult
+from seqmnist.training import train as _train_config
+from seqmnist.training.trainer import DeviceSplit
+
+
+def make_config(preset: str = "default", **overrides: Any) -> RunConfig:
+    """A preset with fields replaced by name, e.g. ``make_config("default", cell="gru")``."""
+    return apply_overrides(get_preset(preset), overrides)
+
+
+def train(
+    config: RunConfig | str = "default",
+    out_dir: Path | str | None = None,
+    *,
+    progress: bool | None = None,
+    **overrides: Any,
+) -> TrainResult:
+    """Train a preset (by name) or a RunConfig, with optional field overrides."""
+    base = get_preset(config) if isinstance(config, str) else config
+    return _train_config(apply_overrides(base, overrides), out_dir, progress=progress)
+
+
+def evaluate_run(
+    run_dir: Path | str,
+    split: str = "test",
+    *,
+    data_dir: str | None = None,
+    device: str | None = None,
+) -> Evaluation:
+    """Recompute accuracy, loss and confusion of a finished run on a whole split."""
+    run = load_run(run_dir)
+    config = run.config
+    torch_device = resolve_device(device or config.train.device)
+    splits = load_dataset(
+        config.data.dataset, data_dir or config.data.data_dir, config.data.validation_size
+    )
+    images, labels = splits.split(split)
+    data = DeviceSplit.from_arrays(images, labels, torch_device)
+    return evaluate(
+        run.model.to(torch_device), data.images, data.labels, split=split,
+        num_classes=run.info.num_classes, batch_size=config.train.eval_batch_size,
+        precision=config.train.precision,
+    )  # fmt: skip

@@ -1,0 +1,36 @@
+"""`seqmnist data download|verify`: fetch a dataset or check the files in place."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "data", help="download or verify a dataset", description="Download or verify a dataset."
+    )
+    actions = parser.add_subparsers(dest="action", required=True, parser_class=type(parser))
+    for action, help_text in (
+        ("download", "download missing or damaged files from the mirrors, verifying each"),
+        ("verify", "check every file of a dataset against its checksum"),
+    ):
+        sub = actions.add_parser(action, help=help_text, description=help_text.capitalize() + ".")
+        sub.add_argument("--dataset", default="mnist", help="mnist, fashion-mnist, or a folder")
+        sub.add_argument("--data-dir", help="folder for the files (default: $SEQMNIST_DATA_DIR, else cache)")
+        sub.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from seqmnist.data import download_dataset, verify_dataset
+
+    if args.action == "download":
+        directory = download_dataset(args.dataset, args.data_dir)
+        print(f"{args.dataset}: all files present and verified in {directory}")
+        return 0
+    reports = verify_dataset(args.dataset, args.data_dir)
+    for report in reports:
+        print(f"{'ok ' if report.ok else 'BAD'}  {report.path}  {report.message}")
+    if all(report.ok for report in reports):
+        return 0
+    print("some files are missing or damaged: run `seqmnist data download` to fetch them again")
+    return 1

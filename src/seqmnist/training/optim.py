@@ -1,0 +1,37 @@
+"""Optimizer and learning-rate schedule factories."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from seqmnist.config import TrainConfig
+
+
+def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    parameters = model.parameters()
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(
+            parameters, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
+        )
+    if config.optimizer == "adamw":
+        return torch.optim.AdamW(parameters, lr=config.lr, weight_decay=config.weight_decay)
+    return torch.optim.Adam(parameters, lr=config.lr)
+
+
+def build_schedule(
+    optimizer: torch.optim.Optimizer, config: TrainConfig, total_steps: int
+) -> torch.optim.lr_scheduler.LRScheduler | None:
+    """Stepped once per optimizer step; ``none`` keeps the learning rate fixed."""
+    if config.schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps)
+    if config.schedule == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(
+            optimizer,
+            max_lr=config.lr,
+            total_steps=total_steps,
+            pct_start=config.warmup_fraction,
+            # Adam's beta1 cycling fights the warm-up; SGD keeps its momentum cycle.
+            cycle_momentum=config.optimizer == "sgd",
+        )
+    return None

@@ -1,0 +1,69 @@
+"""Where training records go: metrics.jsonl, a progress bar or log lines, callbacks."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+logger = logging.getLogger("seqmnist.train")
+
+Record = dict[str, Any]
+
+
+class MetricsLog:
+    """Appends every record to metrics.jsonl and shows it on a bar or as a log line."""
+
+    def __init__(
+        self,
+        path: Path | None,
+        total_steps: int,
+        progress: bool | None = None,
+        callbacks: tuple[Callable[[Record], None], ...] = (),
+    ) -> None:
+        self.path = path
+        self.callbacks = callbacks
+        show_bar = sys.stderr.isatty() if progress is None else progress
+        self.bar = tqdm(total=total_steps, unit="step", dynamic_ncols=True) if show_bar else None
+        self._handle = open(path, "a") if path is not None else None
+
+    def advance(self, steps: int = 1) -> None:
+        if self.bar is not None:
+            self.bar.update(steps)
+
+    def record(self, record: Record) -> None:
+        if self._handle is not None:
+            self._handle.write(json.dumps(record) + "\n")
+            self._handle.flush()
+        for callback in self.callbacks:
+            callback(record)
+        line = format_record(record)
+        if self.bar is None:
+            logger.info(line)
+        elif record["kind"] == "batch":
+            self.bar.set_postfix_str(line.split(": ", 1)[-1], refresh=False)
+        else:
+            self.bar.write(line)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        if self._handle is not None:
+            self._handle.close()
+
+
+def format_record(record: Record) -> str:
+    if record["kind"] == "batch":
+        return (
+            f"step {record['step']}: loss {record['loss']:.4f} "
+            f"acc {record['accuracy']:.4f} lr {record['lr']:.2e}"
+        )
+    return (
+        f"epoch {record['epoch']:g} (step {record['step']}): train loss {record['train_loss']:.4f} "
+        f"val loss {record['val_loss']:.4f} val acc {record['val_accuracy']:.4f}"
+    )
