@@ -16,7 +16,7 @@ def test_every_preset_builds_a_valid_config_with_a_description(name):
 def test_reference_presets_name_their_fix():
     for name in PRESETS:
         if name.startswith("ref"):
-            assert "fix:" in get_preset(name).description
+            assert "fix" in get_preset(name).description
 
 
 def test_overrides_replace_fields_by_name_and_parse_strings():

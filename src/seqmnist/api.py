@@ -1,9 +1,9 @@
 """The Python API: what the CLI does, callable from a notebook, returning result objects.
 
-    >>> import seqmnist
-    >>> result = seqmnist.train("ref2-lstm128", out_dir="runs/r2", lr=2e-3)
-    >>> result.test.accuracy
-    >>> seqmnist.evaluate_run("runs/r2", split="val").confusion
+>>> import seqmnist
+>>> result = seqmnist.train("ref2-lstm128", out_dir="runs/r2", lr=2e-3)
+>>> result.test.accuracy
+>>> seqmnist.evaluate_run("runs/r2", split="val").confusion
 """
 
 from __future__ import annotations

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import tomllib
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import tomllib
 
 from seqmnist.errors import ConfigError
 
@@ -64,10 +65,10 @@ class ModelConfig:
         default="final",
         metadata=_help(f"what feeds the classifier: {READOUTS} (final hidden state is right)"),
     )
-    forget_bias: float = field(
-        default=1.0, metadata=_help("initial forget-gate bias (LSTM only)")
+    forget_bias: float = field(default=1.0, metadata=_help("initial forget-gate bias (LSTM only)"))
+    dropout: float = field(
+        default=0.0, metadata=_help("dropout between layers and before the head")
     )
-    dropout: float = field(default=0.0, metadata=_help("dropout between layers and before the head"))
     head_init: str = field(
         default="default",
         metadata=_help(f"output layer init: {HEAD_INITS} (the references used the last two)"),
@@ -270,7 +271,9 @@ def _flatten(values: dict[str, Any]) -> dict[str, Any]:
         elif key in TOP_LEVEL:
             flat[key] = value
         else:
-            raise ConfigError(f"unknown config key {key!r}; expected {TOP_LEVEL} or {tuple(SECTIONS)}")
+            raise ConfigError(
+                f"unknown config key {key!r}; expected {TOP_LEVEL} or {tuple(SECTIONS)}"
+            )
     return flat
 
 

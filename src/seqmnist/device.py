@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
 
 import torch
 
@@ -14,12 +15,30 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("--device cuda was asked for but no CUDA GPU is available; use cpu or auto")
+        raise ConfigError(
+            "--device cuda was asked for but no CUDA GPU is available; use cpu or auto"
+        )
     return torch.device(name)
 
 
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
     """bf16 autocast runs the matrix products in bfloat16; fp32 turns it off."""
-    if precision == "bf16":
-        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-    return contextlib.nullcontext()
+    if precision != "bf16":
+        return contextlib.nullcontext()
+    stack = contextlib.ExitStack()
+    if device.type == "cpu":
+        # oneDNN has no bf16-autocast LSTM primitive in this torch build
+        # ("could not create a primitive descriptor"); the native kernels do.
+        stack.enter_context(_onednn_disabled())
+    stack.enter_context(torch.autocast(device_type=device.type, dtype=torch.bfloat16))
+    return stack
+
+
+@contextlib.contextmanager
+def _onednn_disabled() -> Iterator[None]:
+    previous = torch.backends.mkldnn.enabled
+    torch.backends.mkldnn.enabled = False
+    try:
+        yield
+    finally:
+        torch.backends.mkldnn.enabled = previous

@@ -17,7 +17,9 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     on any failure it is removed and ``path`` is left as it was.
     """
     path = Path(path)
-    descriptor, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    descriptor, temp_name = tempfile.mkstemp(
+        prefix=f".{path.name}.", suffix=".tmp", dir=path.parent
+    )
     os.close(descriptor)
     temp_path = Path(temp_name)
     try:

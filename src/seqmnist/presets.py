@@ -20,7 +20,7 @@ _REFERENCE_TRAINING = dict(optimizer="adam", grad_clip=0.0, schedule="none")
 def default() -> RunConfig:
     return RunConfig(
         name="default",
-        description="seqmnist's recipe for MNIST by rows: LSTM 128, bf16, one-cycle AdamW",
+        description="seqmnist's recipe for MNIST by rows: LSTM 128, one-cycle AdamW",
         model=ModelConfig(cell="lstm", hidden_sizes=(128,)),
         train=TrainConfig(
             optimizer="adamw",
@@ -28,7 +28,6 @@ def default() -> RunConfig:
             schedule="onecycle",
             batch_size=128,
             epochs=8.0,
-            precision="bf16",
         ),
     )
 
@@ -55,8 +54,13 @@ def ref2_lstm128() -> RunConfig:
         ),
         model=ModelConfig(hidden_sizes=(128,), forget_bias=1.0),
         train=TrainConfig(
-            optimizer="adamw", lr=0.01, schedule="onecycle", grad_clip=1.0,
-            batch_size=128, epochs=None, steps=799,
+            optimizer="adamw",
+            lr=0.01,
+            schedule="onecycle",
+            grad_clip=1.0,
+            batch_size=128,
+            epochs=None,
+            steps=799,
         ),  # fmt: skip
     )
 

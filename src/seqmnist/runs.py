@@ -57,7 +57,9 @@ def build_model(config: ModelConfig, info: ModelInfo) -> RecurrentClassifier:
 
 
 def save_weights(path: Path, model: torch.nn.Module, info: ModelInfo) -> None:
-    tensors = {name: tensor.detach().cpu().contiguous() for name, tensor in model.state_dict().items()}
+    tensors = {
+        name: tensor.detach().cpu().contiguous() for name, tensor in model.state_dict().items()
+    }
     atomic_write(path, lambda temp: save_file(tensors, str(temp), metadata=info.to_metadata()))
 
 
@@ -91,18 +93,24 @@ def load_run(run_dir: Path | str, device: torch.device | str = "cpu") -> LoadedR
     """Rebuild a trained model from its run directory, in eval mode on ``device``."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
-        raise RunError(f"run directory {run_dir} does not exist; give the --out folder of a training run")
+        raise RunError(
+            f"run directory {run_dir} does not exist; give the --out folder of a training run"
+        )
     config = read_config(run_dir)
     weights_path = run_dir / WEIGHTS_FILE
     if not weights_path.exists():
-        raise RunError(f"{weights_path} is missing; the run did not finish (train it again or resume it)")
+        raise RunError(
+            f"{weights_path} is missing; the run did not finish (train it again or resume it)"
+        )
     state, info = read_weights(weights_path)
     model = build_model(config.model, info)
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as error:
         first_line = str(error).strip().splitlines()[-1].strip()
-        raise RunError(f"{weights_path} does not match {run_dir / CONFIG_FILE}: {first_line}") from None
+        raise RunError(
+            f"{weights_path} does not match {run_dir / CONFIG_FILE}: {first_line}"
+        ) from None
     model.to(device).eval()
     return LoadedRun(run_dir, config, info, model, read_summary(run_dir))
 

@@ -16,7 +16,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     ):
         sub = actions.add_parser(action, help=help_text, description=help_text.capitalize() + ".")
         sub.add_argument("--dataset", default="mnist", help="mnist, fashion-mnist, or a folder")
-        sub.add_argument("--data-dir", help="folder for the files (default: $SEQMNIST_DATA_DIR, else cache)")
+        sub.add_argument(
+            "--data-dir", help="folder for the files (default: $SEQMNIST_DATA_DIR, else cache)"
+        )
         sub.set_defaults(handler=run)
 
 

@@ -22,8 +22,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
             "then the options below; config.json in the run directory records the result."
         ),
     )
-    parser.add_argument("--preset", default="default", help="starting configuration (`seqmnist presets`)")
-    parser.add_argument("--config", type=Path, help="TOML file with [data], [model], [train] tables")
+    parser.add_argument(
+        "--preset", default="default", help="starting configuration (`seqmnist presets`)"
+    )
+    parser.add_argument(
+        "--config", type=Path, help="TOML file with [data], [model], [train] tables"
+    )
     parser.add_argument("--out", type=Path, help="run directory (default: runs/PRESET-TIME)")
     parser.add_argument(
         "--progress", action=argparse.BooleanOptionalAction, default=None,
@@ -31,7 +35,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )  # fmt: skip
     for section in ("data", "model", "train"):
         group = parser.add_argument_group(f"{section} options")
-        for name, (field_section, field) in option_fields().items():
+        for field_section, field in option_fields().values():
             if field_section == section:
                 _add_field_option(group, section, field)
     parser.set_defaults(handler=run)

@@ -30,7 +30,8 @@ class MetricsLog:
         self.callbacks = callbacks
         show_bar = sys.stderr.isatty() if progress is None else progress
         self.bar = tqdm(total=total_steps, unit="step", dynamic_ncols=True) if show_bar else None
-        self._handle = open(path, "a") if path is not None else None
+        # Open for the whole run, closed by close(): records are appended as they come.
+        self._handle = open(path, "a") if path is not None else None  # noqa: SIM115
 
     def advance(self, steps: int = 1) -> None:
         if self.bar is not None:

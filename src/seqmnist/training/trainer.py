@@ -71,7 +71,9 @@ def train(
     torch.manual_seed(config.train.seed)
     device = resolve_device(config.train.device)
     if splits is None:
-        splits = load_dataset(config.data.dataset, config.data.data_dir, config.data.validation_size)
+        splits = load_dataset(
+            config.data.dataset, config.data.data_dir, config.data.validation_size
+        )
     info = ModelInfo(splits.image_shape, tuple(splits.class_names))
     model = build_model(config.model, info).to(device)
     train_split, val_split, test_split = (
@@ -81,7 +83,9 @@ def train(
     total_steps = config.train.total_steps(len(train_split))
     log = MetricsLog(run_dir / METRICS_FILE if run_dir else None, total_steps, progress, callbacks)
     try:
-        loop = _Loop(config.train, model, train_split, val_split, info.num_classes, total_steps, log)
+        loop = _Loop(
+            config.train, model, train_split, val_split, info.num_classes, total_steps, log
+        )
         started = time.perf_counter()
         loop.run()
         train_seconds = time.perf_counter() - started
@@ -113,7 +117,9 @@ def _prepare_run_dir(out_dir: Path | str | None, config: RunConfig) -> Path | No
 class _Loop:
     """Step through the budget, validating at every epoch end and keeping the best weights."""
 
-    def __init__(self, config: TrainConfig, model, train_split, val_split, num_classes, total_steps, log):
+    def __init__(
+        self, config: TrainConfig, model, train_split, val_split, num_classes, total_steps, log
+    ):
         self.config = config
         self.model = model
         self.train_split = train_split

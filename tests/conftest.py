@@ -1,0 +1,40 @@
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from seqmnist.data import write_idx
+
+HEIGHT, WIDTH, CLASSES = 6, 5, 3
+
+
+def make_stripes(count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Images whose class is which of three rows is bright: learnable in a few steps."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, CLASSES, size=count).astype(np.uint8)
+    images = rng.integers(0, 60, size=(count, HEIGHT, WIDTH)).astype(np.uint8)
+    images[np.arange(count), 2 * labels.astype(int)] = 250
+    return images, labels
+
+
+@pytest.fixture(scope="session")
+def stripes_dir(tmp_path_factory) -> Path:
+    """A folder dataset of 6x5 images in 3 classes: nothing may assume 28x28 or 10 classes."""
+    folder = tmp_path_factory.mktemp("stripes")
+    train_images, train_labels = make_stripes(600, seed=1)
+    test_images, test_labels = make_stripes(150, seed=2)
+    write_idx(folder / "train-images-idx3-ubyte.gz", train_images)
+    write_idx(folder / "train-labels-idx1-ubyte.gz", train_labels)
+    write_idx(folder / "t10k-images-idx3-ubyte.gz", test_images)
+    write_idx(folder / "t10k-labels-idx1-ubyte.gz", test_labels)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def mnist_dir() -> Path:
+    """The real MNIST, through SEQMNIST_DATA_DIR as CI sets it."""
+    value = os.environ.get("SEQMNIST_DATA_DIR")
+    if not value or not (Path(value) / "train-images-idx3-ubyte.gz").exists():
+        pytest.skip("SEQMNIST_DATA_DIR does not point at the MNIST files")
+    return Path(value)
