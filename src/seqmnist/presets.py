@@ -24,7 +24,7 @@ def default() -> RunConfig:
         model=ModelConfig(cell="lstm", hidden_sizes=(128,)),
         train=TrainConfig(
             optimizer="adamw",
-            lr=3e-3,
+            lr=5e-3,
             schedule="onecycle",
             batch_size=128,
             epochs=8.0,
