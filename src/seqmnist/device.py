@@ -21,14 +21,24 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """``auto`` is bf16 where the hardware multiplies bf16 fast, else fp32."""
+    if precision != "auto":
+        return precision
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    # CPUs with AVX-512 BF16 or AMX; elsewhere bf16 is emulated and slower than fp32.
+    return "bf16" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else "fp32"
+
+
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
     """bf16 autocast runs the matrix products in bfloat16; fp32 turns it off."""
-    if precision != "bf16":
+    if resolve_precision(precision, device) != "bf16":
         return contextlib.nullcontext()
     stack = contextlib.ExitStack()
-    if device.type == "cpu":
-        # oneDNN has no bf16-autocast LSTM primitive in this torch build
-        # ("could not create a primitive descriptor"); the native kernels do.
+    if device.type == "cpu" and not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        # Without bf16 hardware oneDNN has no bf16 LSTM primitive ("could not
+        # create a primitive descriptor"); PyTorch's native kernels emulate it.
         stack.enter_context(_onednn_disabled())
     stack.enter_context(torch.autocast(device_type=device.type, dtype=torch.bfloat16))
     return stack

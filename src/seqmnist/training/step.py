@@ -1,0 +1,45 @@
+"""One optimizer step, shared by the training loop and the benchmark."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from seqmnist.config import TrainConfig
+from seqmnist.device import autocast
+from seqmnist.evaluation import to_unit_float
+
+
+class TrainStep:
+    """Forward, loss, backward, clip, optimizer and schedule step on one uint8 batch."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        schedule: torch.optim.lr_scheduler.LRScheduler | None,
+        config: TrainConfig,
+        precision: str,
+    ) -> None:
+        self.model = model
+        self.optimizer = optimizer
+        self.schedule = schedule
+        self.grad_clip = config.grad_clip
+        self.precision = precision
+        self.parameters = [parameter for parameter in model.parameters() if parameter.requires_grad]
+
+    def __call__(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Train on uint8 ``images`` (B, H, W) and ``labels`` (B,); returns (loss, correct count)."""
+        with autocast(images.device, self.precision):
+            logits = self.model(to_unit_float(images))  # (B, C)
+        # The loss is taken in fp32 whatever the matmul precision.
+        loss = F.cross_entropy(logits.float(), labels)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.grad_clip > 0:
+            nn.utils.clip_grad_norm_(self.parameters, self.grad_clip, foreach=True)
+        self.optimizer.step()
+        if self.schedule is not None:
+            self.schedule.step()
+        return loss.detach(), (logits.detach().argmax(dim=1) == labels).sum()
