@@ -2,7 +2,7 @@
 
 __version__ = "0.1.0"
 
-from seqmnist.api import evaluate_run, make_config, train  # noqa: E402
+from seqmnist.api import evaluate_run, make_config, resume, train  # noqa: E402
 from seqmnist.config import DataConfig, ModelConfig, RunConfig, TrainConfig  # noqa: E402
 from seqmnist.presets import PRESETS, get_preset  # noqa: E402
 from seqmnist.runs import load_run  # noqa: E402
@@ -17,5 +17,6 @@ __all__ = [
     "get_preset",
     "load_run",
     "make_config",
+    "resume",
     "train",
 ]

@@ -16,7 +16,7 @@ from seqmnist.data import load_dataset
 from seqmnist.device import resolve_device
 from seqmnist.evaluation import Evaluation, evaluate
 from seqmnist.presets import get_preset
-from seqmnist.runs import load_run
+from seqmnist.runs import load_run, read_config
 from seqmnist.training import TrainResult
 from seqmnist.training import train as _train_config
 from seqmnist.training.trainer import DeviceSplit
@@ -37,6 +37,19 @@ def train(
     """Train a preset (by name) or a RunConfig, with optional field overrides."""
     base = get_preset(config) if isinstance(config, str) else config
     return _train_config(apply_overrides(base, overrides), out_dir, progress=progress)
+
+
+def resume(
+    run_dir: Path | str, *, data_dir: str | None = None, progress: bool | None = None
+) -> TrainResult:
+    """Continue a stopped run from its newest intact checkpoint, as if it had never stopped.
+
+    The settings are those in its config.json; only where the data lives may change.
+    """
+    config = read_config(Path(run_dir))
+    if data_dir is not None:
+        config = apply_overrides(config, {"data_dir": data_dir})
+    return _train_config(config, run_dir, progress=progress, resume=True)
 
 
 def evaluate_run(

@@ -114,6 +114,10 @@ class TrainConfig:
         default="fp32", metadata=_help(f"matmul precision: {PRECISIONS} (bf16 = autocast)")
     )
     log_every: int = field(default=50, metadata=_help("steps between batch-metric records"))
+    checkpoint_every: int = field(
+        default=500,
+        metadata=_help("steps between checkpoints, besides each epoch end (0 = epoch ends only)"),
+    )
 
     def __post_init__(self) -> None:
         _require_choice("optimizer", self.optimizer, OPTIMIZERS)
@@ -128,6 +132,7 @@ class TrainConfig:
         _require(self.batch_size > 0, f"batch_size must be positive, got {self.batch_size}")
         _require(self.eval_batch_size > 0, "eval_batch_size must be positive")
         _require(self.log_every > 0, "log_every must be positive")
+        _require(self.checkpoint_every >= 0, "checkpoint_every must be >= 0 (0 = epoch ends only)")
         budgets = [b for b in (self.epochs, self.steps, self.samples) if b is not None]
         _require(len(budgets) == 1, "give exactly one budget: epochs, steps or samples")
         _require(_positive(budgets[0]), f"the training budget must be positive, got {budgets[0]}")

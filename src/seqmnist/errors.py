@@ -19,3 +19,24 @@ class DataError(SeqmnistError):
 
 class RunError(SeqmnistError):
     """A run directory or checkpoint is missing, corrupt, or inconsistent."""
+
+
+class StorageError(SeqmnistError, OSError):
+    """A file could not be written: the disk is full or the folder is not writable.
+
+    Also an OSError, so code that already handles OSError keeps working.
+    """
+
+
+class TrainingDiverged(SeqmnistError):
+    """The training loss became NaN or infinite; nothing after the last good step is kept."""
+
+
+class TrainingInterrupted(SeqmnistError):
+    """SIGINT or SIGTERM stopped training after a checkpoint was written."""
+
+    def __init__(self, message: str, signal_number: int) -> None:
+        super().__init__(message)
+        self.signal_number = signal_number
+        # The shell's convention for a process ended by a signal: 130 for SIGINT, 143 for SIGTERM.
+        self.exit_code = 128 + signal_number

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import tempfile
@@ -9,17 +10,23 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from seqmnist.errors import StorageError
+
 
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     """Call ``write(temp_path)``, fsync the result, then rename it over ``path``.
 
     The temporary file lives in the same directory so the rename is atomic;
-    on any failure it is removed and ``path`` is left as it was.
+    on any failure it is removed and ``path`` is left as it was. A full disk
+    or an unwritable folder is a StorageError naming ``path``.
     """
     path = Path(path)
-    descriptor, temp_name = tempfile.mkstemp(
-        prefix=f".{path.name}.", suffix=".tmp", dir=path.parent
-    )
+    try:
+        descriptor, temp_name = tempfile.mkstemp(
+            prefix=f".{path.name}.", suffix=".tmp", dir=path.parent
+        )
+    except OSError as error:
+        raise StorageError(describe_write_error(path, error)) from None
     os.close(descriptor)
     temp_path = Path(temp_name)
     try:
@@ -27,10 +34,27 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
         with open(temp_path, "rb+") as handle:
             os.fsync(handle.fileno())
         os.replace(temp_path, path)
-    except BaseException:
+    except BaseException as error:
         temp_path.unlink(missing_ok=True)
+        if isinstance(error, OSError) and not isinstance(error, StorageError):
+            raise StorageError(describe_write_error(path, error)) from None
         raise
     _fsync_directory(path.parent)
+
+
+def describe_write_error(path: Path, error: OSError) -> str:
+    """One line saying why ``path`` could not be written and what to do."""
+    if error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return (
+            f"disk full while writing {path}; free space or choose another --out "
+            "(the previous version of the file is unchanged)"
+        )
+    if error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return (
+            f"cannot write {path}: {error.strerror or error}; make {path.parent} writable "
+            "or choose another --out"
+        )
+    return f"could not write {path}: {error.strerror or error}"
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:

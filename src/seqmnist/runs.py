@@ -15,11 +15,11 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 
 from seqmnist.config import ModelConfig, RunConfig
 from seqmnist.errors import RunError, SeqmnistError
-from seqmnist.files import atomic_write, atomic_write_json
+from seqmnist.files import atomic_write_bytes, atomic_write_json
 from seqmnist.model import RecurrentClassifier
 
 CONFIG_FILE = "config.json"
@@ -60,7 +60,28 @@ def save_weights(path: Path, model: torch.nn.Module, info: ModelInfo) -> None:
     tensors = {
         name: tensor.detach().cpu().contiguous() for name, tensor in model.state_dict().items()
     }
-    atomic_write(path, lambda temp: save_file(tensors, str(temp), metadata=info.to_metadata()))
+    atomic_write_bytes(path, safetensors_bytes(tensors, info.to_metadata()))
+
+
+def safetensors_bytes(
+    tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None
+) -> bytes:
+    """A safetensors file's bytes; equal tensors and metadata always give equal bytes.
+
+    safetensors writes the metadata in hash-map order, which changes from one
+    process to the next; the header is rewritten with it sorted.
+    """
+    data = save(tensors, metadata=metadata)
+    length = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8 : 8 + length])
+    if "__metadata__" in header:
+        header["__metadata__"] = dict(sorted(header["__metadata__"].items()))
+    text = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode()
+    if len(text) > length:  # not expected: the same content in another order
+        return data
+    # The header keeps its length (padded with spaces, as safetensors pads), so the
+    # tensor offsets that follow it stay right.
+    return data[:8] + text.ljust(length, b" ") + data[8 + length :]
 
 
 def write_config(run_dir: Path, config: RunConfig) -> None:

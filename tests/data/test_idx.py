@@ -221,3 +221,28 @@ def test_damaged_gzip(position: int, flip: int, length: int) -> None:
     data = bytearray(GZ_VALID)
     data[position] ^= flip
     _check_parse(bytes(data[:length]))
+
+
+@st.composite
+def lying_gzip(draw: st.DrawFn) -> bytes:
+    """A gzip file whose IDX header and gzip trailer agree on a size its stream does not hold."""
+    code = draw(st.sampled_from(list(ITEM_SIZES)))
+    dims = draw(st.lists(st.integers(1, 2**15), min_size=1, max_size=2))
+    claimed = 4 + 4 * len(dims) + int(np.prod(dims)) * ITEM_SIZES[code]
+    data = bytearray(gzip.compress(idx_bytes(code, tuple(dims), draw(st.binary(max_size=300)))))
+    data[-4:] = struct.pack("<I", claimed % 2**32)  # ISIZE, which the reader checks first
+    return bytes(data)
+
+
+@settings(max_examples=100, deadline=None)
+@given(lying_gzip())
+def test_lying_gzip_allocates_only_what_the_file_holds(data: bytes) -> None:
+    # Claims of up to 8 GiB from files of a few hundred bytes: a DataError, with at most a
+    # chunk-sized buffer on the way (np.empty of the claimed size would show here).
+    tracemalloc.start()
+    try:
+        _check_parse(data)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 * 2**20

@@ -85,9 +85,7 @@ def _read_stream(file: BinaryIO, size: int, source: str, expected_sha256: str | 
         header, dtype, shape = _read_header(reader, source)
         payload_bytes = math.prod(shape) * dtype.itemsize
         reader.expect_content_size(len(header) + payload_bytes)
-        # Only now, with the size checked against the file, is the payload allocated.
-        payload = np.empty(payload_bytes, dtype=np.uint8)
-        reader.read_into(memoryview(payload), "data")
+        payload = reader.read_payload(payload_bytes)
         reader.expect_end()
     except (zlib.error, EOFError) as error:
         raise DataError(
@@ -157,6 +155,12 @@ class _RawReader:
         if self._file.readinto(buffer) != len(buffer):
             raise DataError(f"{self._source}: truncated in the IDX {what}; download it again")
 
+    def read_payload(self, count: int) -> np.ndarray:
+        # The file's size was checked against ``count``: the buffer is no bigger than the file.
+        payload = np.empty(count, dtype=np.uint8)
+        self.read_into(memoryview(payload), "data")
+        return payload
+
     def expect_end(self) -> None:
         if self._file.read(1):
             raise DataError(f"{self._source}: has trailing bytes after the IDX data")
@@ -196,6 +200,23 @@ class _GzipReader:
                 raise DataError(f"{self._source}: truncated in the IDX {what}; download it again")
             buffer[filled : filled + len(chunk)] = chunk
             filled += len(chunk)
+
+    def read_payload(self, count: int) -> np.ndarray:
+        """``count`` bytes, in a buffer that grows only as decompressed data really arrives.
+
+        The trailer's size can lie along with the header, so a file of a few bytes
+        must not get a buffer of the size they claim.
+        """
+        payload = np.empty(min(count, _CHUNK), dtype=np.uint8)
+        filled = 0
+        while True:
+            self.read_into(memoryview(payload)[filled:], "data")
+            filled = len(payload)
+            if filled == count:
+                return payload
+            grown = np.empty(min(count, 2 * filled), dtype=np.uint8)
+            grown[:filled] = payload
+            payload = grown
 
     def expect_end(self) -> None:
         while not self._inflater.eof:

@@ -11,6 +11,8 @@ from typing import Any
 
 from tqdm import tqdm
 
+from seqmnist.files import atomic_write_bytes
+
 logger = logging.getLogger("seqmnist.train")
 
 Record = dict[str, Any]
@@ -56,6 +58,26 @@ class MetricsLog:
             self.bar.close()
         if self._handle is not None:
             self._handle.close()
+
+
+def keep_records_through(path: Path, step: int) -> None:
+    """Drop the records after ``step`` so a run resumed from there appends without repeats.
+
+    Records are in step order; a last line cut short by the interruption is dropped too.
+    """
+    if not path.exists():
+        return
+    kept = []
+    for line in path.read_text(errors="replace").splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            break
+        record_step = record.get("step") if isinstance(record, dict) else None
+        if not isinstance(record_step, int) or record_step > step:
+            break
+        kept.append(line + "\n")
+    atomic_write_bytes(path, "".join(kept).encode())
 
 
 def format_record(record: Record) -> str:

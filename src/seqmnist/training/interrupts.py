@@ -1,0 +1,58 @@
+"""SIGINT and SIGTERM during training: finish the step, save, then stop."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from types import FrameType, TracebackType
+
+logger = logging.getLogger("seqmnist.train")
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class StopRequests:
+    """While entered, SIGINT and SIGTERM only set ``received``; the loop decides when to stop.
+
+    A second signal changes nothing (a checkpoint being written is never cut
+    short). The previous handlers come back on exit. Signal handlers can only
+    be set from the main thread; elsewhere (or with ``enabled`` false) this does
+    nothing and the signals keep their usual effect.
+    """
+
+    def __init__(self, enabled: bool = True) -> None:
+        self.enabled = enabled
+        self.received: int | None = None  # the first signal's number
+        self._previous: dict[int, object] = {}
+
+    def __enter__(self) -> StopRequests:
+        if self.enabled and threading.current_thread() is threading.main_thread():
+            self._previous = {
+                number: signal.signal(number, self._handle) for number in STOP_SIGNALS
+            }
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        for number, handler in self._previous.items():
+            signal.signal(number, handler)
+        self._previous = {}
+
+    @property
+    def name(self) -> str:
+        return signal.Signals(self.received).name if self.received else ""
+
+    def _handle(self, number: int, frame: FrameType | None) -> None:
+        if self.received is None:
+            self.received = number
+            logger.warning(
+                "%s received: finishing this step and writing a checkpoint",
+                signal.Signals(number).name,
+            )
+        else:
+            logger.warning("already stopping; waiting for the checkpoint to be written")
