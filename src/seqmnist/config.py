@@ -24,7 +24,7 @@ READOUTS = ("final", "last", "mean")
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("none", "cosine", "onecycle")
 DEVICES = ("auto", "cpu", "cuda")
-PRECISIONS = ("fp32", "bf16")
+PRECISIONS = ("auto", "fp32", "bf16")
 HEAD_INITS = ("default", "normal", "truncated_normal")
 
 
@@ -111,7 +111,8 @@ class TrainConfig:
     seed: int = field(default=0, metadata=_help("seed for weights, data order and dropout"))
     device: str = field(default="auto", metadata=_help(f"where to train: {DEVICES}"))
     precision: str = field(
-        default="fp32", metadata=_help(f"matmul precision: {PRECISIONS} (bf16 = autocast)")
+        default="auto",
+        metadata=_help(f"matmul precision: {PRECISIONS} (auto: bf16 autocast where fast)"),
     )
     log_every: int = field(default=50, metadata=_help("steps between batch-metric records"))
     checkpoint_every: int = field(
@@ -141,8 +142,11 @@ class TrainConfig:
         """Optimizer steps the budget allows on a training set of this size."""
         if self.steps is not None:
             return self.steps
-        samples = self.samples if self.samples is not None else self.epochs * train_size
-        return max(1, math.ceil(samples / self.batch_size))
+        if self.samples is not None:
+            return max(1, math.ceil(self.samples / self.batch_size))
+        # An epoch is the full batches of one pass: the short remainder is dropped.
+        steps_per_epoch = max(1, train_size // self.batch_size)
+        return max(1, math.ceil(self.epochs * steps_per_epoch))
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ class MetricsLog:
     ) -> None:
         self.path = path
         self.callbacks = callbacks
+        self.callback_seconds = 0.0
         show_bar = sys.stderr.isatty() if progress is None else progress
         self.bar = tqdm(total=total_steps, unit="step", dynamic_ncols=True) if show_bar else None
         # Open for the whole run, closed by close(): records are appended as they come.
@@ -43,8 +45,11 @@ class MetricsLog:
         if self._handle is not None:
             self._handle.write(json.dumps(record) + "\n")
             self._handle.flush()
+        started = time.perf_counter()
         for callback in self.callbacks:
             callback(record)
+        # Callbacks (a benchmark's test evaluation, say) are not training time.
+        self.callback_seconds += time.perf_counter() - started
         line = format_record(record)
         if self.bar is None:
             logger.info(line)

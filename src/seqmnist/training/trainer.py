@@ -12,15 +12,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 import seqmnist
 from seqmnist.config import RunConfig, TrainConfig
 from seqmnist.data import ImageSplits, load_dataset
-from seqmnist.device import autocast, resolve_device
+from seqmnist.device import resolve_device
 from seqmnist.errors import RunError, StorageError, TrainingDiverged, TrainingInterrupted
-from seqmnist.evaluation import Evaluation, evaluate, to_unit_float
+from seqmnist.evaluation import Evaluation, evaluate
 from seqmnist.files import atomic_write_json, describe_write_error
 from seqmnist.model import count_parameters
 from seqmnist.runs import (
@@ -36,6 +35,7 @@ from seqmnist.training.checkpoint import Checkpoint, CheckpointStore
 from seqmnist.training.interrupts import StopRequests
 from seqmnist.training.optim import build_optimizer, build_schedule
 from seqmnist.training.progress import MetricsLog, Record, keep_records_through
+from seqmnist.training.step import TrainStep
 
 
 @dataclass(frozen=True)
@@ -72,14 +72,17 @@ def train(
     progress: bool | None = None,
     callbacks: tuple[Callable[[Record], None], ...] = (),
     resume: bool = False,
+    model: nn.Module | None = None,
 ) -> TrainResult:
     """Train ``config``; with ``out_dir``, write the run there. Returns the best-validation model.
 
     With ``out_dir``, the training state is checkpointed (every ``checkpoint_every``
     steps and at each epoch end) and SIGINT/SIGTERM stop it after a checkpoint.
     ``resume`` continues the run in ``out_dir`` from its newest intact checkpoint;
-    the result is the same as if it had never stopped.
+    the result is the same as if it had never stopped. ``model`` trains a model
+    built elsewhere (it must match ``config.model``), so the caller keeps a handle on it.
     """
+    called = time.perf_counter()
     if resume and out_dir is None:
         raise ValueError("resume needs the run directory as out_dir")
     torch.manual_seed(config.train.seed)
@@ -89,7 +92,7 @@ def train(
             config.data.dataset, config.data.data_dir, config.data.validation_size
         )
     info = ModelInfo(splits.image_shape, tuple(splits.class_names))
-    model = build_model(config.model, info).to(device)
+    model = (model if model is not None else build_model(config.model, info)).to(device)
     train_split, val_split, test_split = (
         DeviceSplit.from_arrays(*splits.split(name), device) for name in ("train", "val", "test")
     )
@@ -113,9 +116,9 @@ def train(
         if start is not None:
             loop.restore(start)
             log.advance(loop.step)
-        started = time.perf_counter()
+        setup_seconds = time.perf_counter() - called
         loop.run()
-        train_seconds = loop.seconds_before + time.perf_counter() - started
+        train_seconds = loop.elapsed()
     finally:
         log.close()
     model.load_state_dict(loop.best_state)
@@ -125,6 +128,7 @@ def train(
         batch_size=config.train.eval_batch_size, precision=config.train.precision,
     )  # fmt: skip
     summary = _summary(config, model, loop, validation, test, train_seconds, device)
+    summary["setup_seconds"] = setup_seconds
     if run_dir is not None:
         save_weights(run_dir / WEIGHTS_FILE, model, info)
         atomic_write_json(run_dir / SUMMARY_FILE, summary)
@@ -167,6 +171,7 @@ class _Loop:
         self.device = train_split.labels.device
         self.optimizer = build_optimizer(model, config, self.device)
         self.schedule = build_schedule(self.optimizer, config, total_steps)
+        self.step_fn = TrainStep(model, self.optimizer, self.schedule, config, config.precision)
         # The data order has its own generator so it does not shift with dropout or init.
         self.order_generator = torch.Generator().manual_seed(config.seed)
         self.batch_size = min(config.batch_size, len(train_split))
@@ -189,6 +194,12 @@ class _Loop:
         self.all_finite = torch.ones((), dtype=torch.bool, device=self.device)
         self.seconds_before = 0.0  # training time before a resume
         self.run_started = time.perf_counter()
+
+    def elapsed(self) -> float:
+        """Training seconds so far: before a resume, plus this run's, less time in callbacks."""
+        return (
+            self.seconds_before + time.perf_counter() - self.run_started - self.log.callback_seconds
+        )
 
     def run(self) -> None:
         self.model.train()
@@ -225,19 +236,7 @@ class _Loop:
         self._stop_if_requested()
 
     def _train_step(self, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        images = to_unit_float(self.train_split.images[indices])  # (B, H, W)
-        labels = self.train_split.labels[indices]  # (B,)
-        with autocast(self.device, self.config.precision):
-            logits = self.model(images)  # (B, C)
-        loss = F.cross_entropy(logits.float(), labels)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if self.config.grad_clip > 0:
-            nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
-        self.optimizer.step()
-        if self.schedule is not None:
-            self.schedule.step()
-        return loss.detach(), (logits.argmax(dim=1) == labels).sum()
+        return self.step_fn(self.train_split.images[indices], self.train_split.labels[indices])
 
     def _record_batch(self, loss: torch.Tensor, correct: torch.Tensor, size: int) -> None:
         self._verify_finite()
@@ -248,6 +247,7 @@ class _Loop:
             "loss": loss.item(),
             "accuracy": correct.item() / size,
             "lr": self.optimizer.param_groups[0]["lr"],
+            "elapsed": self.elapsed(),
             "time": time.time(),
         })  # fmt: skip
 
@@ -268,6 +268,7 @@ class _Loop:
             "train_loss": train_loss,
             "val_loss": validation.loss,
             "val_accuracy": validation.accuracy,
+            "elapsed": self.elapsed(),
             "time": time.time(),
         })  # fmt: skip
         if self.best_validation is None or validation.accuracy > self.best_validation.accuracy:
@@ -351,7 +352,7 @@ class _Loop:
             "best_model": self.best_state,
             "best_step": self.best_step,
             "best_validation": dataclasses.asdict(best) if best is not None else None,
-            "train_seconds": self.seconds_before + time.perf_counter() - self.run_started,
+            "train_seconds": self.elapsed(),
         }
 
     def restore(self, checkpoint: Checkpoint) -> None:
