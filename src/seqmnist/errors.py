@@ -21,6 +21,14 @@ class RunError(SeqmnistError):
     """A run directory or checkpoint is missing, corrupt, or inconsistent."""
 
 
+class ImageError(SeqmnistError):
+    """An image given for prediction cannot be read or cannot hold a digit."""
+
+
+class ExportError(SeqmnistError):
+    """An exported model could not be written or does not match the original."""
+
+
 class StorageError(SeqmnistError, OSError):
     """A file could not be written: the disk is full or the folder is not writable.
 

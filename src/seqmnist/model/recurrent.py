@@ -41,7 +41,10 @@ class RecurrentClassifier(nn.Module):
 
     def features(self, images: torch.Tensor) -> torch.Tensor:
         """The readout vector that feeds the output layer: (batch, directions * hidden)."""
-        outputs = self.sequence_outputs(images)  # (B, T, D*H)
+        return self.read_out(self.sequence_outputs(images))
+
+    def read_out(self, outputs: torch.Tensor) -> torch.Tensor:
+        """The readout of top-layer ``outputs`` (batch, time, directions * hidden)."""
         if self.readout == "mean":
             return outputs.mean(dim=1)  # (B, D*H)
         if self.readout == "last" or not self.bidirectional:
@@ -54,7 +57,10 @@ class RecurrentClassifier(nn.Module):
 
     def sequence_outputs(self, images: torch.Tensor) -> torch.Tensor:
         """The top layer's output at every time step: (batch, time, directions * hidden)."""
-        x = self.view(images)  # (B, T, F)
+        return self.read_sequence(self.view(images))  # (B, T, F) -> (B, T, D*H)
+
+    def read_sequence(self, x: torch.Tensor) -> torch.Tensor:
+        """Run the recurrent layers over a (batch, time, features) sequence of any length."""
         for index, layer in enumerate(self.layers):
             if index > 0:
                 x = self.dropout(x)
