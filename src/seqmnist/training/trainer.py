@@ -17,7 +17,7 @@ from torch import nn
 import seqmnist
 from seqmnist.config import RunConfig, TrainConfig
 from seqmnist.data import ImageSplits, load_dataset
-from seqmnist.device import resolve_device
+from seqmnist.device import resolve_device, resolve_precision
 from seqmnist.errors import RunError, StorageError, TrainingDiverged, TrainingInterrupted
 from seqmnist.evaluation import Evaluation, evaluate
 from seqmnist.files import atomic_write_json, describe_write_error
@@ -171,7 +171,8 @@ class _Loop:
         self.device = train_split.labels.device
         self.optimizer = build_optimizer(model, config, self.device)
         self.schedule = build_schedule(self.optimizer, config, total_steps)
-        self.step_fn = TrainStep(model, self.optimizer, self.schedule, config, config.precision)
+        self.precision = resolve_precision(config.precision, self.device)  # auto -> fp32/bf16
+        self.step_fn = TrainStep(model, self.optimizer, self.schedule, config, self.precision)
         # The data order has its own generator so it does not shift with dropout or init.
         self.order_generator = torch.Generator().manual_seed(config.seed)
         self.batch_size = min(config.batch_size, len(train_split))
@@ -396,6 +397,7 @@ def _summary(config, model, loop: _Loop, validation, test, train_seconds, device
         "train_seconds": train_seconds,
         "samples_per_second": samples / train_seconds,
         "device": str(device),
+        "precision": loop.precision,
         "torch_version": torch.__version__,
         "seqmnist_version": seqmnist.__version__,
     }
