@@ -13,12 +13,13 @@ from typing import Any
 from seqmnist.errors import StorageError
 
 
-def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+def atomic_write(path: Path, write: Callable[[Path], None], option: str = "--out") -> None:
     """Call ``write(temp_path)``, fsync the result, then rename it over ``path``.
 
     The temporary file lives in the same directory so the rename is atomic;
     on any failure it is removed and ``path`` is left as it was. A full disk
-    or an unwritable folder is a StorageError naming ``path``.
+    or an unwritable folder is a StorageError naming ``path`` and ``option``,
+    the command-line option that chooses another place.
     """
     path = Path(path)
     try:
@@ -26,7 +27,7 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
             prefix=f".{path.name}.", suffix=".tmp", dir=path.parent
         )
     except OSError as error:
-        raise StorageError(describe_write_error(path, error)) from None
+        raise StorageError(describe_write_error(path, error, option)) from None
     os.close(descriptor)
     temp_path = Path(temp_name)
     try:
@@ -37,28 +38,28 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     except BaseException as error:
         temp_path.unlink(missing_ok=True)
         if isinstance(error, OSError) and not isinstance(error, StorageError):
-            raise StorageError(describe_write_error(path, error)) from None
+            raise StorageError(describe_write_error(path, error, option)) from None
         raise
     _fsync_directory(path.parent)
 
 
-def describe_write_error(path: Path, error: OSError) -> str:
+def describe_write_error(path: Path, error: OSError, option: str = "--out") -> str:
     """One line saying why ``path`` could not be written and what to do."""
     if error.errno in (errno.ENOSPC, errno.EDQUOT):
         return (
-            f"disk full while writing {path}; free space or choose another --out "
+            f"disk full while writing {path}; free space or choose another {option} "
             "(the previous version of the file is unchanged)"
         )
     if error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         return (
             f"cannot write {path}: {error.strerror or error}; make {path.parent} writable "
-            "or choose another --out"
+            f"or choose another {option}"
         )
     return f"could not write {path}: {error.strerror or error}"
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    atomic_write(path, lambda temp: temp.write_bytes(data))
+def atomic_write_bytes(path: Path, data: bytes, option: str = "--out") -> None:
+    atomic_write(path, lambda temp: temp.write_bytes(data), option)
 
 
 def atomic_write_json(path: Path, value: Any) -> None:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from seqmnist.data import download
+from seqmnist import files
 from seqmnist.data.download import download_verified
 from seqmnist.errors import DataError
 
@@ -115,7 +115,7 @@ def test_writes_through_temp_file_in_same_folder(
         replaced.append((Path(source), Path(target)))
         real_replace(source, target)
 
-    monkeypatch.setattr(download.os, "replace", spy_replace)
+    monkeypatch.setattr(files.os, "replace", spy_replace)
     dest = tmp_path / "sub" / "file.gz"
     download_verified([server.url("/file.gz")], dest, check_sha256)
     [(source, target)] = replaced
@@ -131,7 +131,7 @@ def test_write_failure_leaves_no_temp_file(
     def failing_fsync(fd: int) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(download.os, "fsync", failing_fsync)
-    with pytest.raises(DataError, match="cannot write .*file.gz.*No space left"):
+    monkeypatch.setattr(files.os, "fsync", failing_fsync)
+    with pytest.raises(DataError, match="disk full while writing .*file.gz.*--data-dir"):
         download_verified([server.url("/file.gz")], tmp_path / "file.gz", check_sha256)
     assert_only(tmp_path)

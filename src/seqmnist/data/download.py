@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import http.client
 import logging
-import os
-import tempfile
 import urllib.request
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from seqmnist.errors import DataError
+from seqmnist.errors import DataError, StorageError
+from seqmnist.files import atomic_write_bytes, describe_write_error
 
 logger = logging.getLogger(__name__)
 
@@ -73,37 +72,11 @@ def _fetch(url: str, timeout: float, max_bytes: int) -> bytes:
 
 def _write_atomically(dest: Path, body: bytes) -> None:
     """Write via a temporary file in the same folder, so `dest` is whole or absent."""
-    temp_name = None
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(
-            dir=dest.parent, prefix=f".{dest.name}.", suffix=".part", delete=False
-        ) as temp:
-            temp_name = temp.name
-            temp.write(body)
-            temp.flush()
-            os.fsync(temp.fileno())
-        os.replace(temp_name, dest)
-        temp_name = None
-        _fsync_dir(dest.parent)
     except OSError as error:
-        raise DataError(
-            f"cannot write {dest}: {error}; make the data directory writable or choose another"
-        ) from None
-    finally:
-        if temp_name is not None:
-            Path(temp_name).unlink(missing_ok=True)
-
-
-def _fsync_dir(folder: Path) -> None:
-    """Make the rename itself durable; not possible on every platform, so best effort."""
+        raise DataError(describe_write_error(dest, error, "--data-dir")) from None
     try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+        atomic_write_bytes(dest, body, "--data-dir")
+    except StorageError as error:
+        raise DataError(str(error)) from None
