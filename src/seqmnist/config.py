@@ -115,6 +115,10 @@ class TrainConfig:
         metadata=_help(f"matmul precision: {PRECISIONS} (auto: bf16 autocast where fast)"),
     )
     log_every: int = field(default=50, metadata=_help("steps between batch-metric records"))
+    tensorboard: bool = field(
+        default=False,
+        metadata=_help("also log the records to RUN/tensorboard (needs the tensorboard package)"),
+    )
     checkpoint_every: int = field(
         default=500,
         metadata=_help("steps between checkpoints, besides each epoch end (0 = epoch ends only)"),

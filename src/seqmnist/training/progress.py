@@ -12,11 +12,14 @@ from typing import Any
 
 from tqdm import tqdm
 
+from seqmnist.errors import ConfigError
 from seqmnist.files import atomic_write_bytes
 
 logger = logging.getLogger("seqmnist.train")
 
 Record = dict[str, Any]
+
+TENSORBOARD_DIR = "tensorboard"  # inside the run directory, with --tensorboard
 
 
 class MetricsLog:
@@ -63,6 +66,41 @@ class MetricsLog:
             self.bar.close()
         if self._handle is not None:
             self._handle.close()
+        for callback in self.callbacks:
+            if isinstance(callback, TensorBoardLog):
+                callback.close()
+
+
+class TensorBoardLog:
+    """A callback writing every numeric field of each record as a TensorBoard scalar.
+
+    Tags are ``kind/field`` (batch/loss, epoch/val_accuracy, ...). The tensorboard
+    package is imported only here, so training never needs it unless asked.
+    """
+
+    def __init__(self, directory: Path, purge_after: int | None = None) -> None:
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError as error:
+            raise ConfigError(
+                f"tensorboard logging needs the tensorboard package ({error}); "
+                "install it with: pip install 'seqmnist[tensorboard]'"
+            ) from None
+        # On resume, hide what the stopped run logged after its checkpoint.
+        purge_step = purge_after + 1 if purge_after is not None else None
+        self.writer = SummaryWriter(str(directory), purge_step=purge_step)
+
+    def __call__(self, record: Record) -> None:
+        for key, value in record.items():
+            if key not in ("kind", "step", "epoch", "time") and isinstance(value, (int, float)):
+                self.writer.add_scalar(
+                    f"{record['kind']}/{key}", value, record["step"], walltime=record.get("time")
+                )
+        if record["kind"] == "epoch":
+            self.writer.flush()
+
+    def close(self) -> None:
+        self.writer.close()
 
 
 def keep_records_through(path: Path, step: int) -> None:

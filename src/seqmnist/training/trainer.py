@@ -34,7 +34,13 @@ from seqmnist.runs import (
 from seqmnist.training.checkpoint import Checkpoint, CheckpointStore
 from seqmnist.training.interrupts import StopRequests
 from seqmnist.training.optim import build_optimizer, build_schedule
-from seqmnist.training.progress import MetricsLog, Record, keep_records_through
+from seqmnist.training.progress import (
+    TENSORBOARD_DIR,
+    MetricsLog,
+    Record,
+    TensorBoardLog,
+    keep_records_through,
+)
 from seqmnist.training.step import TrainStep
 
 
@@ -107,6 +113,9 @@ def train(
         keep_records_through(run_dir / METRICS_FILE, start.step)
     elif checkpoints is not None:
         checkpoints.clear()
+    if config.train.tensorboard and run_dir is not None:
+        purge_after = start.step if start is not None else None
+        callbacks = (*callbacks, TensorBoardLog(run_dir / TENSORBOARD_DIR, purge_after))
     log = MetricsLog(run_dir / METRICS_FILE if run_dir else None, total_steps, progress, callbacks)
     try:
         loop = _Loop(
