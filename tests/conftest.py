@@ -38,3 +38,44 @@ def mnist_dir() -> Path:
     if not value or not (Path(value) / "train-images-idx3-ubyte.gz").exists():
         pytest.skip("SEQMNIST_DATA_DIR does not point at the MNIST files")
     return Path(value)
+
+
+@pytest.fixture(scope="session")
+def mnist_run(mnist_dir, tmp_path_factory) -> Path:
+    """A small LSTM trained briefly on the real MNIST (about 95% test accuracy), once a session."""
+    import torch
+
+    from seqmnist.api import train
+
+    run_dir = tmp_path_factory.mktemp("mnist-run") / "lstm64"
+    # One intra-op thread: on a shared 2-core machine a second one spins and
+    # makes this several times slower.
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        train("default", run_dir, progress=False, data_dir=str(mnist_dir), hidden_sizes=(64,),
+              steps=300, lr=0.01, device="cpu")  # fmt: skip
+    finally:
+        torch.set_num_threads(previous)
+    return run_dir
+
+
+@pytest.fixture
+def untrained_run(tmp_path):
+    """Makes run directories holding untrained models: enough to load, predict and export."""
+    import torch
+
+    from seqmnist.config import ModelConfig, RunConfig
+    from seqmnist.runs import WEIGHTS_FILE, ModelInfo, build_model, save_weights, write_config
+
+    def make(name="run", image_shape=(28, 28), classes=10, **model_fields) -> Path:
+        torch.manual_seed(0)
+        config = RunConfig(model=ModelConfig(**{"hidden_sizes": (8,), **model_fields}))
+        info = ModelInfo(tuple(image_shape), tuple(str(label) for label in range(classes)))
+        run_dir = tmp_path / name
+        run_dir.mkdir(parents=True)
+        write_config(run_dir, config)
+        save_weights(run_dir / WEIGHTS_FILE, build_model(config.model, info), info)
+        return run_dir
+
+    return make

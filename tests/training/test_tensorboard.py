@@ -20,9 +20,13 @@ def test_tensorboard_gets_every_record(stripes_dir, tmp_path):
     tags = set(events.Tags()["scalars"])
     assert {"batch/loss", "batch/accuracy", "batch/lr", "epoch/val_accuracy"} <= tags
     assert [event.step for event in events.Scalars("batch/loss")] == [10, 20, 30]
-    records = [json.loads(line) for line in (tmp_path / "run/metrics.jsonl").read_text().splitlines()]
+    records = [
+        json.loads(line) for line in (tmp_path / "run/metrics.jsonl").read_text().splitlines()
+    ]
     last_epoch = [record for record in records if record["kind"] == "epoch"][-1]
-    assert events.Scalars("epoch/val_accuracy")[-1].value == pytest.approx(last_epoch["val_accuracy"])
+    assert events.Scalars("epoch/val_accuracy")[-1].value == pytest.approx(
+        last_epoch["val_accuracy"]
+    )
 
 
 def test_without_the_option_nothing_is_written(stripes_dir, tmp_path):

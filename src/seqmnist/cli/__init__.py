@@ -6,10 +6,10 @@ import argparse
 import logging
 import sys
 
-from seqmnist.cli import bench, data, evaluate, presets, train
+from seqmnist.cli import bench, compare, data, evaluate, export, plot, predict, presets, train
 from seqmnist.errors import SeqmnistError
 
-COMMANDS = (train, evaluate, presets, data, bench)
+COMMANDS = (train, evaluate, predict, export, plot, compare, presets, data, bench)
 
 
 class OneLineErrorParser(argparse.ArgumentParser):

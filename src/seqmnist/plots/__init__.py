@@ -1,0 +1,76 @@
+"""Pictures of a trained run: curves, confusion, mistakes, and the network reading.
+
+Needs matplotlib; nothing here is imported by training or ``import seqmnist``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from seqmnist.data import load_dataset
+from seqmnist.evaluation import to_unit_float
+from seqmnist.plots.curves import curves_figure, read_metrics
+from seqmnist.plots.digits import confusion_figure, misclassified_figure
+from seqmnist.plots.figures import save_png
+from seqmnist.plots.steps import steps_figure
+from seqmnist.runs import load_run
+from seqmnist.use.explain import explain
+from seqmnist.use.predict import softmax_in_batches
+
+__all__ = ["steps_figure", "write_run_plots"]
+
+
+def write_run_plots(
+    run_dir: Path | str,
+    out_dir: Path | str | None = None,
+    *,
+    data_dir: str | None = None,
+    examples: int = 4,
+) -> list[Path]:
+    """Write curves.png, confusion.png, misclassified.png and steps.png; return their paths.
+
+    ``out_dir`` defaults to RUN/plots. The test-set pictures need the run's dataset.
+    """
+    run = load_run(run_dir)
+    out = Path(out_dir) if out_dir is not None else run.directory / "plots"
+    name = run.directory.name
+    paths = [save_png(curves_figure(read_metrics(run.directory), name), out / "curves.png")]
+    data = run.config.data
+    images, labels = load_dataset(
+        data.dataset, data_dir or data.data_dir, data.validation_size
+    ).split("test")
+    pixels = to_unit_float(torch.from_numpy(images))  # (N, H, W) in [0, 1]
+    probabilities = softmax_in_batches(run.model, pixels, run.config.train.eval_batch_size).numpy()
+    predicted = probabilities.argmax(axis=1)  # (N,)
+    classes = run.info.num_classes
+    confusion = np.bincount(labels * classes + predicted, minlength=classes**2)
+    confusion = confusion.reshape(classes, classes)  # (true, predicted)
+    accuracy = float(np.trace(confusion) / len(labels))
+    title = f"{name}: test accuracy {accuracy:.2%} ({len(labels) - np.trace(confusion)} wrong)"
+    names = run.info.class_names
+    paths.append(
+        save_png(confusion_figure(confusion.tolist(), names, title), out / "confusion.png")
+    )
+    mistakes = misclassified_figure(images, labels, probabilities, names,
+                                    f"{name}: the most confident mistakes (predicted, true)")  # fmt: skip
+    paths.append(save_png(mistakes, out / "misclassified.png"))
+    chosen = _one_per_class(labels, examples)
+    explanations = explain(run.model, pixels[chosen].numpy(), [f"test #{i}" for i in chosen], names)
+    titles = [f"test image {i} (true {names[labels[i]]})" for i in chosen]
+    paths.append(save_png(steps_figure(explanations, titles), out / "steps.png"))
+    return paths
+
+
+def _one_per_class(labels: np.ndarray, count: int) -> list[int]:
+    """The first test image of each of the first ``count`` classes met, in test order."""
+    chosen, seen = [], set()
+    for index, label in enumerate(labels.tolist()):
+        if label not in seen:
+            chosen.append(index)
+            seen.add(label)
+        if len(chosen) == count:
+            break
+    return chosen

@@ -1,0 +1,75 @@
+"""ONNX export: onnxruntime agrees with PyTorch for every cell, stacked and bidirectional."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from seqmnist.config import ModelConfig
+from seqmnist.errors import ExportError
+from seqmnist.model import RecurrentClassifier
+from seqmnist.runs import ModelInfo
+from seqmnist.use.export import TOLERANCE, export_onnx
+
+onnx = pytest.importorskip("onnx")
+onnxruntime = pytest.importorskip("onnxruntime")
+
+INFO = ModelInfo((28, 28), tuple(map(str, range(10))))
+MODELS = {
+    "rnn": dict(cell="rnn", hidden_sizes=(16,)),
+    "lstm": dict(cell="lstm", hidden_sizes=(16,)),
+    "gru": dict(cell="gru", hidden_sizes=(16,)),
+    "bidirectional-lstm-stack-columns": dict(
+        cell="lstm", hidden_sizes=(12, 16), bidirectional=True, view="columns"
+    ),
+    "bidirectional-gru-stack-mean": dict(
+        cell="gru", hidden_sizes=(8, 8), bidirectional=True, readout="mean"
+    ),
+    "rnn-permuted-pixels": dict(cell="rnn", hidden_sizes=(8,), view="permuted", permutation_seed=3),
+}
+
+
+def images(count: int) -> np.ndarray:
+    return np.random.default_rng(0).random((count, *INFO.image_shape), dtype=np.float32)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_onnx_matches_pytorch(name, tmp_path):
+    torch.manual_seed(0)
+    model = RecurrentClassifier(ModelConfig(**MODELS[name]), INFO.image_shape, INFO.num_classes)
+    count = 200 if "pixels" in name else 1000  # 784 steps each: fewer keeps it quick
+    report = export_onnx(model.eval(), INFO, tmp_path / "model.onnx", images(count))
+    assert set(report.max_abs_diff) == {1, 7, 64}
+    assert report.worst <= TOLERANCE
+
+    graph = onnx.load(str(report.path))
+    (graph_input,), (graph_output,) = graph.graph.input, graph.graph.output
+    assert graph_input.name == "images" and graph_output.name == "logits"
+    assert graph_input.type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    input_dims = [d.dim_param or d.dim_value for d in graph_input.type.tensor_type.shape.dim]
+    assert input_dims == ["batch", 28, 28]
+    metadata = {entry.key: entry.value for entry in graph.metadata_props}
+    assert json.loads(metadata["class_names"]) == list(INFO.class_names)
+    # One ONNX node per recurrent layer, not a copy of the cell per time step.
+    assert len(graph.graph.node) < 100
+
+
+def test_onnxruntime_alone_runs_the_file(tmp_path):
+    torch.manual_seed(0)
+    model = RecurrentClassifier(ModelConfig(hidden_sizes=(8,)), INFO.image_shape, 10).eval()
+    path = export_onnx(model, INFO, tmp_path / "m.onnx", images(64)).path
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    (logits,) = session.run(["logits"], {"images": images(5)})
+    assert logits.shape == (5, 10) and logits.dtype == np.float32
+    np.testing.assert_allclose(
+        logits, model(torch.from_numpy(images(5))).detach().numpy(), atol=1e-5
+    )
+
+
+def test_a_failed_check_leaves_no_file(tmp_path):
+    model = RecurrentClassifier(ModelConfig(hidden_sizes=(4,)), INFO.image_shape, 10).eval()
+    target = tmp_path / "out" / "model.onnx"
+    with pytest.raises(ExportError, match="no file was written"):
+        export_onnx(model, INFO, target, images(8), tolerance=-1.0)  # nothing can pass
+    assert list(target.parent.iterdir()) == []  # neither the file nor a temporary
