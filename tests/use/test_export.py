@@ -73,3 +73,20 @@ def test_a_failed_check_leaves_no_file(tmp_path):
     with pytest.raises(ExportError, match="no file was written"):
         export_onnx(model, INFO, target, images(8), tolerance=-1.0)  # nothing can pass
     assert list(target.parent.iterdir()) == []  # neither the file nor a temporary
+
+
+def test_export_command_on_a_run_of_other_image_sizes(stripes_dir, tmp_path, capsys):
+    from seqmnist.api import make_config, train
+    from seqmnist.cli import main
+
+    config = make_config("default", dataset=str(stripes_dir), validation_size=100,
+                         cell="gru", hidden_sizes="8,8", bidirectional=True, steps=20,
+                         device="cpu")  # fmt: skip
+    train(config, tmp_path / "run", progress=False)
+    assert main(["export", str(tmp_path / "run"), "--out", str(tmp_path / "m.onnx")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith(f"wrote {tmp_path / 'm.onnx'}")
+    assert "on 150 test images" in lines[1]  # the folder dataset has 150
+    session = onnxruntime.InferenceSession(str(tmp_path / "m.onnx"))
+    (logits,) = session.run(["logits"], {"images": np.zeros((3, 6, 5), dtype=np.float32)})
+    assert logits.shape == (3, 3)

@@ -102,3 +102,11 @@ def test_photo_like_noise_and_grey_paper_are_not_ink():
     prepared = prepare_image(np.clip(photo, 0, 255).astype(np.uint8))
     np.testing.assert_allclose(prepared, prepare_image(drawing()), atol=0.25)
     assert np.abs(prepared - prepare_image(drawing())).mean() < 0.02
+
+
+def test_a_sheet_lit_unevenly_is_still_paper():
+    ink = drawing().astype(np.float32) / 255
+    light = np.linspace(250, 110, ink.shape[1])[None, :]  # one side of the sheet in shadow
+    photo = light * (0.85 - 0.7 * ink)  # paper reflects 85% of the light, ink 15%
+    prepared = prepare_image(photo.astype(np.uint8))
+    assert np.abs(prepared - prepare_image(drawing())).mean() < 0.02

@@ -171,19 +171,45 @@ def _composite(gray: np.ndarray, alpha: np.ndarray) -> np.ndarray:
 
 def _ink(gray: np.ndarray, name: str) -> np.ndarray:
     """Light ink on a 0 background, scaled so the ink is 1 (MNIST's polarity and range)."""
-    border = np.concatenate((gray[0], gray[-1], gray[1:-1, 0], gray[1:-1, -1]))
-    background = float(np.median(border))
-    # The ink is whichever way the image departs further from its background:
-    # dark ink on light paper is inverted, as is mid-grey paper with darker ink.
-    if background - gray.min() > gray.max() - background:
-        gray, background = 1.0 - gray, 1.0 - background
-    peak = float(gray.max())
-    if peak - background < MIN_CONTRAST:
+    paper = _paper(gray)
+    deviation = gray - paper
+    # The ink is whichever way the image departs further from its paper: dark
+    # ink on light paper is inverted, as is mid-grey paper with darker ink.
+    if -deviation.min() > deviation.max():
+        # Paper and ink both reflect the light that falls on them: measured
+        # against the paper, dark ink is equally dark in a photo's shadows.
+        deviation = -deviation / np.maximum(paper, MIN_CONTRAST)
+    peak = float(deviation.max())
+    if peak < MIN_CONTRAST:
         raise ImageError(f"{name} has no visible ink: it is blank or has almost no contrast")
-    strong = gray[gray >= (background + peak) / 2]
-    ink = float(np.percentile(strong, 90))
-    floor = background + INK_THRESHOLD * (ink - background)
-    return np.clip((gray - floor) / (ink - floor), 0.0, 1.0)
+    ink = float(np.percentile(deviation[deviation >= peak / 2], 90))
+    floor = INK_THRESHOLD * ink
+    return np.clip((deviation - floor) / (ink - floor), 0.0, 1.0)
+
+
+def _paper(gray: np.ndarray) -> np.ndarray:
+    """The paper's brightness everywhere: a plane fitted to the image's border.
+
+    A plane follows the light falling across a photographed sheet; ink that
+    touches the border is left out of the fit as an outlier. A drawing's
+    uniform background gives a constant.
+    """
+    height, width = gray.shape
+    ring = max(1, round(0.02 * min(height, width)))
+    border = np.zeros(gray.shape, dtype=bool)
+    border[:ring], border[-ring:], border[:, :ring], border[:, -ring:] = True, True, True, True
+    rows, columns = np.nonzero(border)
+    design = np.column_stack((np.ones(len(rows)), rows / height, columns / width))  # (P, 3)
+    values = gray[border].astype(np.float64)
+    keep = np.ones(len(values), dtype=bool)
+    for _ in range(3):
+        plane, *_ = np.linalg.lstsq(design[keep], values[keep], rcond=None)
+        residual = values - design @ plane
+        spread = 1.4826 * np.median(np.abs(residual[keep])) + 1e-3  # robust sigma
+        keep = np.abs(residual) <= 3 * spread
+    row_grid, column_grid = np.mgrid[0:height, 0:width]
+    paper = plane[0] + plane[1] * row_grid / height + plane[2] * column_grid / width  # (H, W)
+    return paper.astype(np.float32)
 
 
 def _crop(ink: np.ndarray) -> np.ndarray:
