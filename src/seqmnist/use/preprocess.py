@@ -4,8 +4,9 @@ The one preprocessing path for predict, explain and every other entry point:
 
 1. decode (PNG, JPEG, BMP, GIF, WebP; refusing what cannot be a digit picture),
 2. grayscale, with transparency composited onto the background,
-3. inverted when the ink is darker than the background (MNIST is light on dark),
-   and stretched so the background is 0 and the ink 1,
+3. inverted when the ink is darker than the paper (MNIST is light on dark), and
+   stretched so the paper is 0 and the ink 1, the paper's brightness being a
+   plane fitted to the border (a photographed sheet is often lit from one side),
 4. cropped to the ink, scaled to fit a 20x20 box keeping the aspect ratio
    (for other image sizes, the same share of the model's image),
 5. placed in the 28x28 field so the centre of mass is at the centre.
@@ -34,7 +35,7 @@ MAX_ASPECT = 10.0
 WORKING_SIDE = 1024
 # MNIST fits each digit in 20x20 inside 28x28.
 BOX_FRACTION = 20 / 28
-# Pixels within this share of the background-to-ink contrast are paper, not ink.
+# Pixels within this share of the paper-to-ink contrast are paper, not ink.
 INK_THRESHOLD = 0.2
 MIN_CONTRAST = 0.05
 
@@ -115,23 +116,26 @@ def prepare_image(
 
 
 def _gray_and_alpha(image: Image.Image | np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-    """Luminance and opacity as float32 (H, W) arrays in [0, 1], at most WORKING_SIDE a side."""
+    """Luminance and opacity as float32 (H, W) arrays in [0, 1], at most WORKING_SIDE a side.
+
+    Each image is shrunk while still 8 or 16 bits a channel, so a 50-megapixel
+    photo never becomes gigabytes of floats.
+    """
     if isinstance(image, np.ndarray):
         image = _from_array(image)
     if image.mode.startswith("I") or image.mode == "F":
         # 16- and 32-bit grayscale: Pillow's own conversion to 8 bits clips.
-        values = np.asarray(image, dtype=np.float32)
-        top = 65535.0 if values.max(initial=0) > 255 or image.mode.startswith("I;16") else 255.0
-        planes = [Image.fromarray(np.clip(values / top, 0, 1).astype(np.float32), "F")]
-    elif image.mode in ("RGBA", "LA", "PA", "La", "RGBa") or "transparency" in image.info:
-        rgba = np.asarray(image.convert("RGBA"), dtype=np.float32) / 255.0
+        sixteen_bit = image.mode.startswith("I;16")
+        values = np.asarray(_shrink(image.convert("F")), dtype=np.float32)
+        top = 65535.0 if sixteen_bit or values.max(initial=0) > 255 else 255.0
+        return np.clip(values / top, 0.0, 1.0), None
+    if image.mode in ("RGBA", "LA", "PA", "La", "RGBa") or "transparency" in image.info:
+        # Pillow resizes RGBA with premultiplied alpha: no colour bleeds from
+        # transparent pixels into the edges.
+        rgba = np.asarray(_shrink(image.convert("RGBA")), dtype=np.float32) / 255.0  # (H, W, 4)
         luma = rgba[..., :3] @ np.array([0.299, 0.587, 0.114], dtype=np.float32)  # (H, W)
-        planes = [Image.fromarray(luma, "F"), Image.fromarray(rgba[..., 3].copy(), "F")]
-    else:
-        planes = [Image.fromarray(np.asarray(image.convert("L"), dtype=np.float32) / 255.0, "F")]
-    planes = [_shrink(plane) for plane in planes]
-    arrays = [np.clip(np.asarray(plane, dtype=np.float32), 0.0, 1.0) for plane in planes]
-    return arrays[0], (arrays[1] if len(arrays) > 1 else None)
+        return np.clip(luma, 0.0, 1.0), np.ascontiguousarray(rgba[..., 3])
+    return np.asarray(_shrink(image.convert("L")), dtype=np.float32) / 255.0, None
 
 
 def _from_array(array: np.ndarray) -> Image.Image:
@@ -145,13 +149,13 @@ def _from_array(array: np.ndarray) -> Image.Image:
     return Image.fromarray(array, mode)
 
 
-def _shrink(plane: Image.Image) -> Image.Image:
-    width, height = plane.size
+def _shrink(image: Image.Image) -> Image.Image:
+    width, height = image.size
     scale = WORKING_SIDE / max(width, height)
     if scale >= 1:
-        return plane
+        return image
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    return plane.resize(size, Image.Resampling.BOX)  # area average: no aliasing
+    return image.resize(size, Image.Resampling.BOX)  # area average: no aliasing
 
 
 def _composite(gray: np.ndarray, alpha: np.ndarray) -> np.ndarray:
