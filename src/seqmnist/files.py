@@ -32,6 +32,8 @@ def atomic_write(path: Path, write: Callable[[Path], None], option: str = "--out
     temp_path = Path(temp_name)
     try:
         write(temp_path)
+        # mkstemp makes the file private (0600); give it the mode a plain open() would.
+        os.chmod(temp_path, _new_file_mode())
         with open(temp_path, "rb+") as handle:
             os.fsync(handle.fileno())
         os.replace(temp_path, path)
@@ -76,3 +78,9 @@ def _fsync_directory(directory: Path) -> None:
         os.fsync(descriptor)
     finally:
         os.close(descriptor)
+
+
+def _new_file_mode() -> int:
+    umask = os.umask(0)  # reading the umask means setting it; put it straight back
+    os.umask(umask)
+    return 0o666 & ~umask

@@ -179,3 +179,16 @@ def test_nothing_in_the_package_unpickles():
         assert not re.search(r"\bimport pickle\b|pickle\.loads?\(", text), path
         for call in re.findall(r"torch\.load\([^)]*\)", text):
             assert "weights_only=True" in call, (path, call)
+
+
+def test_atomic_writes_get_the_mode_a_plain_open_would(tmp_path):
+    import os
+
+    from seqmnist.files import atomic_write_bytes
+
+    umask = os.umask(0o022)
+    try:
+        atomic_write_bytes(tmp_path / "shared.bin", b"x")
+    finally:
+        os.umask(umask)
+    assert (tmp_path / "shared.bin").stat().st_mode & 0o777 == 0o644

@@ -94,3 +94,9 @@ def test_permuted_run_saves_and_reloads_its_permutation(stripes_dir, tmp_path):
 def test_bf16_autocast_trains(stripes_dir):
     result = train(tiny_config(stripes_dir, precision="bf16"), progress=False)
     assert result.test.accuracy > 0.9
+
+
+@pytest.mark.parametrize("steps", [1, 3, 10])
+def test_one_cycle_schedule_copes_with_very_short_runs(stripes_dir, steps):
+    result = train(tiny_config(stripes_dir, steps=steps, schedule="onecycle"), progress=False)
+    assert result.summary["steps"] == steps

@@ -33,11 +33,14 @@ def build_schedule(
     if config.schedule == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps)
     if config.schedule == "onecycle":
+        if total_steps < 4:
+            return None  # too short to warm up and anneal: a flat learning rate
         return torch.optim.lr_scheduler.OneCycleLR(
             optimizer,
             max_lr=config.lr,
             total_steps=total_steps,
-            pct_start=config.warmup_fraction,
+            # OneCycleLR divides by zero unless the warm-up spans at least two steps.
+            pct_start=max(config.warmup_fraction, 2 / total_steps),
             # Adam's beta1 cycling fights the warm-up; SGD keeps its momentum cycle.
             cycle_momentum=config.optimizer == "sgd",
         )

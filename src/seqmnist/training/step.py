@@ -29,7 +29,9 @@ class TrainStep:
         self.precision = precision
         self.parameters = [parameter for parameter in model.parameters() if parameter.requires_grad]
 
-    def __call__(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def __call__(
+        self, images: torch.Tensor, labels: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Train on uint8 ``images`` (B, H, W) and ``labels`` (B,); returns (loss, correct count)."""
         with autocast(images.device, self.precision):
             logits = self.model(to_unit_float(images))  # (B, C)
