@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from seqmnist.cli import build_parser
+from seqmnist.cli.bench import measure
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -23,18 +24,7 @@ RESULTS = Path(__file__).parent / "results"
 def main() -> int:
     argv = ["bench", *sys.argv[1:], "--json"]
     args = build_parser().parse_args(argv)
-    from seqmnist.bench.run import run_benchmark
-
-    overrides = {
-        name: value
-        for name in ("data_dir", "device", "precision", "batch_size")
-        if (value := getattr(args, name)) is not None
-    }
-    result = run_benchmark(
-        args.preset, steps=args.steps, to_accuracy=args.to_accuracy,
-        accuracy_preset=args.accuracy_preset, accuracy_steps=args.accuracy_steps,
-        eval_every=args.eval_every, overrides=overrides,
-    )  # fmt: skip
+    result = measure(args)
     result["command"] = "seqmnist " + " ".join(argv)
     result["date"] = time.strftime("%Y-%m-%d")
     device = re.sub(r"[^A-Za-z0-9]+", "-", result["device_name"]).strip("-")

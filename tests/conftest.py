@@ -3,6 +3,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from seqmnist.data import write_idx
 
@@ -79,3 +80,16 @@ def untrained_run(tmp_path):
         return run_dir
 
     return make
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One intra-op thread for tiny models: a second one only spins against the first.
+
+    On a busy 2-core machine that spinning makes tiny runs many times slower.
+    Both runs a test compares get the same setting, so bit-identity is unaffected.
+    """
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

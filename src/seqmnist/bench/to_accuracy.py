@@ -7,7 +7,6 @@ from dataclasses import dataclass, field
 
 import torch
 
-from seqmnist.bench.timing import process_age
 from seqmnist.config import RunConfig
 from seqmnist.data import ImageSplits
 from seqmnist.device import resolve_device, resolve_precision
@@ -55,7 +54,7 @@ class AccuracyTracker:
 @dataclass(frozen=True)
 class TimeToAccuracy:
     seconds_to: dict[float, float | None]  # from the first training step
-    seconds_before_training: float | None  # process start to the first training step
+    setup_seconds: float  # train() called to its first step (model, data to device)
     test_accuracy: float  # the trained run's final (best-validation) test accuracy
     train_seconds: float
     curve: list[tuple[int, float, float]]
@@ -74,13 +73,11 @@ def measure_time_to_accuracy(
         info.num_classes, resolve_precision(config.train.precision, device),
         config.train.eval_batch_size,
     )  # fmt: skip
-    age_at_call = process_age()
     config = dataclasses.replace(
         config, train=dataclasses.replace(config.train, log_every=eval_every)
     )
     result = train(config, splits=splits, model=model, progress=False, callbacks=(tracker,))
-    before = None if age_at_call is None else age_at_call + result.summary["setup_seconds"]
     return TimeToAccuracy(
-        dict(tracker.seconds_to), before, result.test.accuracy,
+        dict(tracker.seconds_to), result.summary["setup_seconds"], result.test.accuracy,
         result.summary["train_seconds"], tracker.curve,
     )  # fmt: skip

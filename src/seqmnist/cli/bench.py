@@ -33,30 +33,31 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    result = measure(args)
+    print(json.dumps(result) if args.json else format_table(result))
+    return 0
+
+
+def measure(args: argparse.Namespace) -> dict:
+    """Run the benchmark the parsed `seqmnist bench` options describe."""
     from seqmnist.bench.run import run_benchmark
     from seqmnist.errors import ConfigError
 
-    if args.steps is not None and args.steps <= 0:
-        raise ConfigError(f"--steps must be positive, got {args.steps}")
-    if args.accuracy_steps is not None and args.accuracy_steps <= 0:
-        raise ConfigError(f"--accuracy-steps must be positive, got {args.accuracy_steps}")
-    if args.eval_every <= 0:
-        raise ConfigError(f"--eval-every must be positive, got {args.eval_every}")
+    for option in ("steps", "accuracy_steps", "eval_every"):
+        value = getattr(args, option)
+        if value is not None and value <= 0:
+            flag = "--" + option.replace("_", "-")
+            raise ConfigError(f"{flag} must be positive, got {value}")
     overrides = {
         name: value
         for name in ("data_dir", "device", "precision", "batch_size")
         if (value := getattr(args, name)) is not None
     }
-    result = run_benchmark(
+    return run_benchmark(
         args.preset, steps=args.steps, to_accuracy=args.to_accuracy,
         accuracy_preset=args.accuracy_preset, accuracy_steps=args.accuracy_steps,
         eval_every=args.eval_every, overrides=overrides,
     )  # fmt: skip
-    if args.json:
-        print(json.dumps(result))
-    else:
-        print(format_table(result))
-    return 0
 
 
 def format_table(result: dict) -> str:
