@@ -11,12 +11,12 @@ from seqmnist.cli import main
 from seqmnist.errors import TrainingDiverged
 from seqmnist.training import train
 from seqmnist.training.checkpoint import CheckpointStore
-from seqmnist.training.trainer import _Loop
+from seqmnist.training.loop import TrainingLoop
 
 
 def poison(monkeypatch, at_step, loss=None, weights=False):
     """Make step ``at_step`` (1-based) return ``loss`` and/or leave a NaN in the weights."""
-    original = _Loop._train_step
+    original = TrainingLoop._train_step
 
     def step(self, indices):
         result = original(self, indices)
@@ -27,7 +27,7 @@ def poison(monkeypatch, at_step, loss=None, weights=False):
                 next(self.model.parameters()).view(-1)[0] = math.nan
         return (torch.tensor(loss), result[1]) if loss is not None else result
 
-    monkeypatch.setattr(_Loop, "_train_step", step)
+    monkeypatch.setattr(TrainingLoop, "_train_step", step)
 
 
 def all_finite(path):
