@@ -2,7 +2,9 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-SEQMNIST_DATA_DIR ?= $(abspath ../shared/data/mnist)
+# The project's offline MNIST copy when it sits beside the repo; elsewhere the
+# empty value means the user's cache, downloading on first use.
+SEQMNIST_DATA_DIR ?= $(if $(wildcard ../shared/data/mnist),$(abspath ../shared/data/mnist),)
 export SEQMNIST_DATA_DIR
 
 .PHONY: setup train test lint clean
