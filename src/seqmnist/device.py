@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Iterator
 
 import torch
@@ -28,7 +29,26 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     if device.type == "cuda":
         return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
     # CPUs with AVX-512 BF16 or AMX; elsewhere bf16 is emulated and slower than fp32.
-    return "bf16" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else "fp32"
+    fast = torch.ops.mkldnn._is_mkldnn_bf16_supported() and onednn_bf16_lstm_works()
+    return "bf16" if fast else "fp32"
+
+
+@functools.cache
+def onednn_bf16_lstm_works() -> bool:
+    """Whether oneDNN runs a bf16-autocast LSTM here, forward and backward.
+
+    Reported bf16 hardware is not enough: some builds have no bf16 LSTM
+    primitive for it. A tiny trial, once per process, keeps ``auto`` on fp32
+    rather than failing mid-training.
+    """
+    layer = torch.nn.LSTM(4, 4, batch_first=True)
+    try:
+        with torch.autocast(device_type="cpu", dtype=torch.bfloat16):
+            outputs, _ = layer(torch.zeros(2, 3, 4))
+        outputs.float().sum().backward()
+    except RuntimeError:
+        return False
+    return True
 
 
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
