@@ -25,6 +25,7 @@ class Route:
     status: int = 200
     content_type: str = "application/octet-stream"
     delay: float = 0.0  # seconds to wait before answering, to provoke timeouts
+    body_delay: float = 0.0  # seconds between the headers and the body
     content_length: int | None = None  # a lying Content-Length, or -1 for none
 
 
@@ -57,6 +58,8 @@ class _Handler(BaseHTTPRequestHandler):
         if length >= 0:  # a negative length sends none: the body ends when the connection does
             self.send_header("Content-Length", str(length))
         self.end_headers()
+        self.wfile.flush()
+        time.sleep(route.body_delay)
         self.wfile.write(route.body)
 
     def log_message(self, format: str, *args: object) -> None:  # keep test output quiet
@@ -93,6 +96,15 @@ def refused_url() -> str:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     return f"http://127.0.0.1:{port}/"
+
+
+@pytest.fixture
+def silent_url() -> Iterator[str]:
+    """A URL on a local port that accepts connections but never answers them."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(16)  # the kernel completes connections in the backlog; none is ever read
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}/"
 
 
 WriteDataset = Callable[..., Path]

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
-import gzip
-import hashlib
-import tempfile
+import shlex
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
+from datasets_support import STEMS, Arrays, content_of, make_source, serve_dataset
 
 from seqmnist.data import (
     BUILTIN_DATASETS,
@@ -20,16 +19,12 @@ from seqmnist.data import (
     load_dataset,
     resolve_data_dir,
     verify_dataset,
-    write_idx,
 )
 from seqmnist.data.sources import TEST_IMAGES, TEST_LABELS, TRAIN_IMAGES, TRAIN_LABELS
 from seqmnist.errors import DataError
 
 if TYPE_CHECKING:
     from conftest import LocalServer, WriteDataset
-
-Arrays = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
-STEMS = (TRAIN_IMAGES, TRAIN_LABELS, TEST_IMAGES, TEST_LABELS)
 
 
 def test_folder_dataset_of_any_image_size(
@@ -173,37 +168,6 @@ def test_folder_dataset_ignores_data_dir(tmp_path: Path) -> None:
 # --- built-in style datasets: checksums and downloads -------------------------------------
 
 
-def content_of(array: np.ndarray) -> bytes:
-    """The decompressed IDX bytes write_idx produces for `array`."""
-    return gzip.decompress(gz_of(array))
-
-
-def gz_of(array: np.ndarray) -> bytes:
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / "file.gz"
-        write_idx(path, array)
-        return path.read_bytes()
-
-
-def make_source(arrays: Arrays, mirrors: tuple[str, ...], by_gz: bool = False) -> DatasetSource:
-    """A three-class built-in-style dataset whose checksums match `arrays`."""
-    specs = []
-    for stem, array in zip(STEMS, arrays, strict=True):
-        if by_gz:
-            specs.append(FileSpec(stem, gz_sha256=hashlib.sha256(gz_of(array)).hexdigest()))
-        else:
-            specs.append(
-                FileSpec(stem, content_sha256=hashlib.sha256(content_of(array)).hexdigest())
-            )
-    return DatasetSource("tiny", ("a", "b", "c"), mirrors, *specs)
-
-
-def serve_dataset(server: LocalServer, base: str, arrays: Arrays) -> str:
-    for stem, array in zip(STEMS, arrays, strict=True):
-        server.serve(f"{base}{stem}.gz", gz_of(array))
-    return server.url(base)
-
-
 @pytest.mark.parametrize("first_mirror", ["missing", "not gzip", "other content"])
 def test_load_downloads_missing_files(
     server: LocalServer, tmp_path: Path, tiny_arrays: Arrays, first_mirror: str
@@ -229,10 +193,12 @@ def test_load_downloads_missing_files(
 
 def test_load_without_download_reports_missing(tmp_path: Path, tiny_arrays: Arrays) -> None:
     source = make_source(tiny_arrays, ("http://127.0.0.1:9/",))
-    with pytest.raises(
-        DataError, match=f"{TRAIN_IMAGES}.gz: missing; run `seqmnist data download`"
-    ):
+    with pytest.raises(DataError) as info:
         load_dataset(source, data_dir=tmp_path, validation_size=2, download=False)
+    message = str(info.value)
+    command = shlex.join(["seqmnist", "data", "download", "--dataset", "tiny"])
+    assert message.startswith(f"{tmp_path / TRAIN_IMAGES}.gz: missing; run `{command} --data-dir")
+    assert "--data-dir or $SEQMNIST_DATA_DIR" in message and "\n" not in message
 
 
 @pytest.mark.parametrize("by_gz", [False, True])

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import gzip
 import os
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from seqmnist.data import ImageSplits, load_dataset, resolve_data_dir, verify_dataset
-from seqmnist.data.sources import TRAIN_IMAGES
+from seqmnist.data import ImageSplits, load_dataset, load_split, resolve_data_dir, verify_dataset
+from seqmnist.data.sources import TEST_IMAGES, TEST_LABELS, TRAIN_IMAGES
 
 
 @pytest.fixture(scope="module")
@@ -37,3 +39,24 @@ def test_verify_reports_all_ok(mnist: ImageSplits) -> None:
     reports = verify_dataset("mnist")
     assert len(reports) == 4
     assert all(report.ok for report in reports), [report.message for report in reports]
+
+
+@pytest.mark.parametrize("split", ["train", "val", "test"])
+def test_load_split_equals_load_dataset(mnist: ImageSplits, split: str) -> None:
+    loaded = load_split("mnist", split=split, download=False)
+    images, labels = mnist.split(split)
+    np.testing.assert_array_equal(loaded.images, images)
+    np.testing.assert_array_equal(loaded.labels, labels)
+    assert loaded.labels.dtype == labels.dtype and loaded.images.dtype == images.dtype
+    assert loaded.class_names == mnist.class_names and loaded.image_shape == (28, 28)
+
+
+def test_test_split_without_training_files(mnist: ImageSplits, tmp_path: Path) -> None:
+    """Evaluation's case: a folder holding only the test files, and no download allowed."""
+    for stem in (TEST_IMAGES, TEST_LABELS):
+        found = resolve_data_dir("mnist") / f"{stem}.gz"
+        path = found if found.exists() else found.with_suffix("")
+        shutil.copy(path, tmp_path / path.name)
+    loaded = load_split("mnist", tmp_path, split="test", download=False)
+    np.testing.assert_array_equal(loaded.labels, mnist.test_labels)
+    assert len(loaded.images) == 10000

@@ -19,11 +19,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         sub.add_argument(
             "--data-dir", help="folder for the files (default: $SEQMNIST_DATA_DIR, else cache)"
         )
-        sub.set_defaults(handler=run)
+        sub.set_defaults(handler=run, preload=("numpy",))
 
 
 def run(args: argparse.Namespace) -> int:
-    from seqmnist.data import download_dataset, verify_dataset
+    from seqmnist.data import BUILTIN_DATASETS, download_command, download_dataset, verify_dataset
 
     if args.action == "download":
         directory = download_dataset(args.dataset, args.data_dir)
@@ -34,5 +34,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"{'ok ' if report.ok else 'BAD'}  {report.path}  {report.message}")
     if all(report.ok for report in reports):
         return 0
-    print("some files are missing or damaged: run `seqmnist data download` to fetch them again")
+    if args.dataset in BUILTIN_DATASETS:
+        command = download_command(args.dataset, args.data_dir)
+        print(f"some files are missing or damaged: run `{command}` to fetch them again")
+    else:  # a folder dataset: there is nothing to download it from
+        print("some files are missing or damaged: put good copies of them in the dataset folder")
     return 1

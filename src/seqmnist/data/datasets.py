@@ -6,6 +6,7 @@ import functools
 import hashlib
 import logging
 import os
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +23,14 @@ from seqmnist.data.sources import (
     DatasetSource,
     FileSpec,
 )
-from seqmnist.data.splits import ImageSplits, LabeledFiles, build_splits
+from seqmnist.data.splits import (
+    ImageSplits,
+    LabeledFiles,
+    LabeledSplit,
+    build_split,
+    build_splits,
+    split_source,
+)
 from seqmnist.errors import DataError
 
 logger = logging.getLogger(__name__)
@@ -73,12 +81,36 @@ def load_dataset(
     source = _source(dataset)
     directory = resolve_data_dir(dataset, data_dir)
     specs = _specs(source)
-    paths = [_locate(source, spec, directory, download) for spec in specs]
+    paths = _locate_all(source, specs, directory, data_dir, download)
     arrays = [_read_verified(path, spec)[0] for path, spec in zip(paths, specs, strict=True)]
     train, test = _pair(paths, arrays)
-    if source is None:
-        return build_splits(directory.name, None, train, test, validation_size)
-    return build_splits(source.name, source.class_names, train, test, validation_size)
+    return build_splits(*_naming(source, directory), train, test, validation_size)
+
+
+def load_split(
+    dataset: str | DatasetSource = "mnist",
+    data_dir: str | Path | None = None,
+    validation_size: int = 5000,
+    split: str = "test",
+    download: bool = True,
+) -> LabeledSplit:
+    """Load one split, reading (and downloading if allowed) only the two files it lives in.
+
+    "test" needs only the test files; "train" and "val" only the training files, so
+    evaluation works where the others are absent. Images and labels equal those of
+    `load_dataset(...).split(split)`; so do the class names, except that a folder
+    dataset's are counted from this split's label file alone.
+    """
+    pair = split_source(split)  # an unknown name fails before any file is touched
+    source = _source(dataset)
+    directory = resolve_data_dir(dataset, data_dir)
+    specs = _specs(source)[:2] if pair == "train" else _specs(source)[2:]
+    paths = _locate_all(source, specs, directory, data_dir, download)
+    images, labels = (
+        _read_verified(path, spec)[0] for path, spec in zip(paths, specs, strict=True)
+    )
+    files = LabeledFiles(paths[0], images, paths[1], labels)
+    return build_split(*_naming(source, directory), files, split, validation_size)
 
 
 def verify_dataset(
@@ -95,7 +127,7 @@ def verify_dataset(
     for spec in _specs(source):
         path = _find(directory, spec.stem)
         if path is None:
-            hint = "; run `seqmnist data download`" if source is not None else ""
+            hint = f"; run `{download_command(source, data_dir)}`" if source is not None else ""
             reports.append(FileReport(directory / spec.gz_name, False, f"missing{hint}"))
             continue
         try:
@@ -131,8 +163,19 @@ def download_dataset(dataset: str | DatasetSource, data_dir: str | Path | None =
                 continue
             except DataError as error:
                 logger.warning("%s; downloading it again", error)
-        _download(source, spec, directory)
+        _download(source, spec, directory, data_dir)
     return directory
+
+
+def download_command(dataset: str | DatasetSource, data_dir: str | Path | None = None) -> str:
+    """The `seqmnist data download` command line that fetches built-in `dataset` into `data_dir`."""
+    name = dataset.name if isinstance(dataset, DatasetSource) else dataset
+    words = ["seqmnist", "data", "download"]
+    if name != "mnist":
+        words += ["--dataset", name]
+    if data_dir is not None:
+        words += ["--data-dir", str(data_dir)]
+    return shlex.join(words)
 
 
 _STEMS = (TRAIN_IMAGES, TRAIN_LABELS, TEST_IMAGES, TEST_LABELS)
@@ -167,22 +210,43 @@ def _specs(source: DatasetSource | None) -> tuple[FileSpec, ...]:
     return source.files
 
 
-def _locate(source: DatasetSource | None, spec: FileSpec, directory: Path, download: bool) -> Path:
-    """The path of `spec`'s file, downloading it first if it is missing and allowed."""
-    path = _find(directory, spec.stem)
-    if path is not None:
-        return path
+def _locate_all(
+    source: DatasetSource | None,
+    specs: tuple[FileSpec, ...],
+    directory: Path,
+    data_dir: str | Path | None,
+    download: bool,
+) -> list[Path]:
+    """The paths of `specs`' files, downloading missing ones first where allowed."""
+    paths = []
+    for spec in specs:
+        path = _find(directory, spec.stem)
+        if path is None and source is None:
+            raise DataError(
+                f"{directory}: no {spec.stem}(.gz); a dataset folder needs the files "
+                f"{', '.join(needed.stem for needed in specs)} (gzip or raw)"
+            )
+        if path is None and not download:
+            raise DataError(
+                f"{directory / spec.gz_name}: missing; {_advice(source, directory, data_dir)}"
+            )
+        paths.append(path or _download(source, spec, directory, data_dir))
+    return paths
+
+
+def _advice(source: DatasetSource, directory: Path, data_dir: str | Path | None) -> str:
+    """What to do about a built-in file that is missing from `directory` and not downloaded."""
+    return (
+        f"run `{download_command(source, data_dir)}` (where there is a network, then copy the "
+        f"files into {directory}), or point --data-dir or ${DATA_DIR_ENV} at a folder holding them"
+    )
+
+
+def _naming(source: DatasetSource | None, directory: Path) -> tuple[str, tuple[str, ...] | None]:
+    """The dataset's name and class names; a folder is named after itself, its classes later."""
     if source is None:
-        raise DataError(
-            f"{directory}: no {spec.stem}(.gz); a dataset folder needs the four files "
-            f"{', '.join(_STEMS)} (gzip or raw)"
-        )
-    if not download:
-        raise DataError(
-            f"{directory / spec.gz_name}: missing; run `seqmnist data download` "
-            "or place the dataset's files in that folder"
-        )
-    return _download(source, spec, directory)
+        return directory.name, None
+    return source.name, source.class_names
 
 
 def _pair(paths: list[Path], arrays: list[np.ndarray]) -> tuple[LabeledFiles, LabeledFiles]:
@@ -219,10 +283,14 @@ def _sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _download(source: DatasetSource, spec: FileSpec, directory: Path) -> Path:
+def _download(
+    source: DatasetSource, spec: FileSpec, directory: Path, data_dir: str | Path | None
+) -> Path:
     dest = directory / spec.gz_name
     logger.info("downloading %s of %s into %s", spec.gz_name, source.name, directory)
-    download_verified(source.urls(spec), dest, functools.partial(_check_body, spec))
+    check = functools.partial(_check_body, spec)
+    advice = f"check the network, or {_advice(source, directory, data_dir)}"
+    download_verified(source.urls(spec), dest, check, advice=advice)
     return dest
 
 

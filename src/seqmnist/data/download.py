@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import http.client
 import logging
+import threading
+import time
 import urllib.request
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from seqmnist.errors import DataError, StorageError
@@ -16,24 +19,54 @@ logger = logging.getLogger(__name__)
 MAX_DOWNLOAD_BYTES = 100 * 2**20  # MNIST's largest file is under 10 MB
 
 
+@dataclass(frozen=True)
+class DownloadTimeouts:
+    """How long to wait for mirrors, in seconds.
+
+    `connect` bounds one mirror's answer (name lookup, connection, TLS, response
+    headers), and `total` all mirrors' together, so without a network a missing
+    file fails in seconds. `read` is how long a body may go silent: a slow but
+    steady download is never cut off.
+    """
+
+    connect: float = 5.0
+    read: float = 30.0
+    total: float = 15.0
+
+    def __post_init__(self) -> None:
+        for name in ("connect", "read", "total"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"DownloadTimeouts.{name} must be > 0, got {getattr(self, name)}")
+
+
+DEFAULT_TIMEOUTS = DownloadTimeouts()
+
+
 def download_verified(
     urls: Sequence[str],
     dest: Path,
     check: Callable[[bytes], None],
-    timeout: float = 30.0,
+    timeouts: DownloadTimeouts = DEFAULT_TIMEOUTS,
     max_bytes: int = MAX_DOWNLOAD_BYTES,
+    advice: str | None = None,
 ) -> str:
     """Write to `dest` the body of the first URL that `check` accepts; return that URL.
 
     `check` raises DataError to reject a body (wrong checksum, not gzip...). A
-    failing mirror is logged and the next one tried; no partial file is ever left.
+    failing mirror is logged and the next one tried while `timeouts.total` lasts;
+    no partial file is ever left. `advice` ends the error when every mirror fails.
     """
     if not urls:
         raise ValueError("download_verified needs at least one URL")
-    reason = ""
+    deadline = time.monotonic() + timeouts.total
+    reason, tried = "", 0
     for url in urls:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
+        tried += 1
         try:
-            body = _fetch(url, timeout, max_bytes)
+            body = _fetch(url, min(timeouts.connect, left), timeouts.read, max_bytes)
             check(body)
         except (OSError, http.client.HTTPException, ValueError, DataError) as error:
             reason = f"{url}: {error}"
@@ -42,17 +75,49 @@ def download_verified(
         _write_atomically(dest, body)
         logger.info("downloaded %s from %s", dest, url)
         return url
-    raise DataError(
-        f"could not download {dest.name}: all {len(urls)} mirrors failed (last: {reason}); "
-        f"check the network, or download the file by hand into {dest.parent}"
-    )
+    if tried == len(urls):
+        failed = f"all {len(urls)} mirrors failed"
+    else:
+        failed = f"gave up after {timeouts.total:g} s with {tried} of {len(urls)} mirrors tried"
+    advice = advice or f"check the network, or download the file by hand into {dest.parent}"
+    raise DataError(f"could not download {dest}: {failed} (last: {reason}); {advice}")
 
 
-def _fetch(url: str, timeout: float, max_bytes: int) -> bytes:
+def _fetch(url: str, connect_timeout: float, read_timeout: float, max_bytes: int) -> bytes:
+    """The body of `url`, or the error that stopped it, waiting `connect_timeout` for an answer.
+
+    The request runs in a daemon thread so that the wait for an answer has a hard
+    bound: socket timeouts do not cover the name lookup, which can hang for many
+    seconds on a machine without a network. A thread that misses the bound is left
+    to end on its own socket timeout.
+    """
+    answered, done = threading.Event(), threading.Event()
+    outcome: list[bytes | Exception] = []
+
+    def get() -> None:
+        try:
+            outcome.append(_get(url, read_timeout, max_bytes, answered))
+        except Exception as error:  # handed over to the waiting thread
+            outcome.append(error)
+        finally:
+            answered.set()
+            done.set()
+
+    threading.Thread(target=get, name=f"seqmnist download {url}", daemon=True).start()
+    if not answered.wait(connect_timeout):
+        raise TimeoutError(f"timed out: no answer within {connect_timeout:.1f} s")
+    done.wait()  # the body's reads are bounded by the socket timeout
+    if isinstance(outcome[0], Exception):
+        raise outcome[0]
+    return outcome[0]
+
+
+def _get(url: str, read_timeout: float, max_bytes: int, answered: threading.Event) -> bytes:
     """The body of a successful response, refusing HTML pages and oversized bodies."""
     request = urllib.request.Request(url, headers={"User-Agent": "seqmnist"})
     # urlopen raises HTTPError (an OSError) on 4xx/5xx statuses.
-    with urllib.request.urlopen(request, timeout=timeout) as response:
+    with urllib.request.urlopen(request, timeout=read_timeout) as response:
+        answered.set()
         content_type = response.headers.get("Content-Type", "")
         if content_type.lower().startswith("text/html"):
             raise DataError(f"served an HTML page ({content_type}), not the file")
