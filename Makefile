@@ -19,8 +19,18 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $@
 
+# A second `make train` never replaces the run: a finished one is reported,
+# a stopped one (it has a config.json but no summary.json) is continued.
+RUN ?= runs/default
 train: setup
-	$(BIN)/seqmnist train --preset default --out runs/default
+	@if [ -f "$(RUN)/summary.json" ]; then \
+		echo "$(RUN) is trained already: see it with '$(BIN)/seqmnist eval $(RUN)';" \
+			"train it again from scratch with '$(BIN)/seqmnist train --preset default --out $(RUN) --overwrite'"; \
+	elif [ -f "$(RUN)/config.json" ]; then \
+		$(BIN)/seqmnist train --resume "$(RUN)"; \
+	else \
+		$(BIN)/seqmnist train --preset default --out "$(RUN)"; \
+	fi
 
 test: setup
 	$(BIN)/pytest -q

@@ -10,6 +10,7 @@ command and the result; BENCHMARKS.md quotes these files.
 from __future__ import annotations
 
 import json
+import logging
 import re
 import sys
 import time
@@ -17,6 +18,7 @@ from pathlib import Path
 
 from seqmnist.cli import build_parser
 from seqmnist.cli.bench import measure
+from seqmnist.errors import SeqmnistError
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -24,7 +26,12 @@ RESULTS = Path(__file__).parent / "results"
 def main() -> int:
     argv = ["bench", *sys.argv[1:], "--json"]
     args = build_parser().parse_args(argv)
-    result = measure(args)
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    try:
+        result = measure(args)
+    except SeqmnistError as error:  # one line, as `seqmnist bench` prints it
+        print(f"record.py: error: {error}", file=sys.stderr)
+        return 2
     result["command"] = "seqmnist " + " ".join(argv)
     result["date"] = time.strftime("%Y-%m-%d")
     device = re.sub(r"[^A-Za-z0-9]+", "-", result["device_name"]).strip("-")

@@ -1,4 +1,4 @@
-"""A smoke test of `seqmnist bench`: a few steps, every reported field present and sane.
+"""Smoke tests of `seqmnist bench`: a few steps, every reported field present and consistent.
 
 Speed itself is measured by the benchmark, never asserted here.
 """
@@ -6,26 +6,110 @@ Speed itself is measured by the benchmark, never asserted here.
 import json
 
 import pytest
+import torch
 
+from seqmnist.bench.run import run_benchmark
 from seqmnist.cli import main
+from seqmnist.cli.bench import format_table
 
-REQUIRED = {
+RUNTIME = {
+    "device", "device_name", "precision", "evaluation_precision", "threads", "cpu_flags",
+    "torch_version", "python_version",
+}  # fmt: skip
+THROUGHPUT = {
     "train_samples_per_second", "baseline_train_samples_per_second", "train_speedup",
-    "infer_samples_per_second", "latency_p50_ms", "latency_p99_ms", "device",
+    "train_test_accuracy", "baseline_test_accuracy", "infer_samples_per_second",
+    "latency_p50_ms", "latency_p99_ms",
+}  # fmt: skip
+TO_ACCURACY = {
+    "seconds_to_98_5", "seconds_to_99_0", "test_accuracy", "accuracy_curve",
+    "baseline_seconds_to_98_5", "baseline_seconds_to_99_0", "baseline_final_test_accuracy",
+    "baseline_accuracy_curve", "speedup_to_98_5", "speedup_to_99_0",
 }  # fmt: skip
 
 
-@pytest.mark.slow
-def test_bench_runs_a_few_steps_and_reports_every_field(mnist_dir, capsys):
-    argv = ["bench", "--steps", "12", "--data-dir", str(mnist_dir), "--device", "cpu",
-            "--to-accuracy", "--accuracy-steps", "20", "--eval-every", "10", "--json"]  # fmt: skip
-    assert main(argv) == 0
-    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert REQUIRED | {"seconds_to_98_5", "seconds_to_99_0", "test_accuracy"} <= result.keys()
-    assert result["train_samples_per_second"] > 0
-    assert result["baseline_train_samples_per_second"] > 0
+@pytest.fixture(scope="module")
+def stripes_result(stripes_dir, one_torch_thread):
+    """The whole benchmark on the 6x5 stripes: both loops reach 99% in 10-15 of the 30 steps."""
+    overrides = {"dataset": str(stripes_dir), "validation_size": 100, "device": "cpu",
+                 "hidden_sizes": "8"}  # fmt: skip
+    return run_benchmark(
+        steps=12, to_accuracy=True, accuracy_steps=30, eval_every=5, overrides=overrides
+    )
+
+
+def test_bench_reports_runtime_throughput_and_both_times_to_accuracy(stripes_result):
+    result = stripes_result
+    assert result.keys() >= RUNTIME | THROUGHPUT | TO_ACCURACY
+    assert result["device"] == "cpu" and result["threads"] == torch.get_num_threads()
+    assert result["precision"] in ("fp32", "bf16") and result["evaluation_precision"] == "fp32"
     assert result["train_speedup"] == pytest.approx(
         result["train_samples_per_second"] / result["baseline_train_samples_per_second"]
     )
     assert result["latency_p50_ms"] <= result["latency_p99_ms"]
+
+
+def test_both_loops_are_checked_at_the_same_steps_and_the_ratio_matches(stripes_result):
+    result = stripes_result
+    ours, baseline = result["accuracy_curve"], result["baseline_accuracy_curve"]
+    assert [point["step"] for point in ours] == [point["step"] for point in baseline]
+    assert [point["step"] for point in ours] == [5, 10, 15, 20, 25, 30]
+    for key in ("98_5", "99_0"):
+        our_seconds = result[f"seconds_to_{key}"]
+        their_seconds = result[f"baseline_seconds_to_{key}"]
+        assert our_seconds is not None and their_seconds is not None  # stripes are easy
+        assert result[f"speedup_to_{key}"] == pytest.approx(their_seconds / our_seconds)
+        # A target is first reached at a checked step, on that run's own clock.
+        assert our_seconds in [point["seconds"] for point in ours]
+        assert their_seconds in [point["seconds"] for point in baseline]
+    assert result["baseline_final_test_accuracy"] == baseline[-1]["test_accuracy"]
+    table = format_table(result)
+    assert "to 99.0%" in table and "times sooner" in table
+
+
+@pytest.mark.parametrize(
+    ("argv", "complaint"),
+    [
+        (["--preset", "nosuch"], "unknown preset 'nosuch'"),
+        (["--to-accuracy", "--accuracy-preset", "nosuch"], "unknown preset 'nosuch'"),
+        (["--preset", "ref1-stacked"], "the baseline mirrors"),
+        (["--steps", "99999999999"], "steps must be at most"),
+    ],
+)
+def test_bad_values_get_one_line(argv, complaint, capsys):
+    assert main(["bench", *argv]) == 2
+    error = capsys.readouterr().err.strip()
+    assert complaint in error and len(error.splitlines()) == 1
+
+
+@pytest.mark.parametrize("value", ["0", "-3", "abc"])
+def test_bad_counts_are_refused_by_the_parser(value, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["bench", "--batch-size", value])
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err.strip()
+    assert "--batch-size" in error and len(error.splitlines()) == 1
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+def test_cuda_without_a_gpu_gets_one_line(capsys):
+    assert main(["bench", "--device", "cuda"]) == 2
+    assert "no CUDA GPU" in capsys.readouterr().err
+
+
+def test_help_shows_single_percent_signs(capsys):
+    with pytest.raises(SystemExit):
+        main(["bench", "--help"])
+    text = capsys.readouterr().out
+    assert "98.5%" in text and "%%" not in text
+
+
+@pytest.mark.slow
+def test_bench_cli_on_mnist_prints_one_json_object(mnist_dir, one_torch_thread, capsys):
+    argv = ["bench", "--steps", "12", "--data-dir", str(mnist_dir), "--device", "cpu",
+            "--to-accuracy", "--accuracy-steps", "10", "--eval-every", "5", "--json"]  # fmt: skip
+    assert main(argv) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result.keys() >= RUNTIME | THROUGHPUT | TO_ACCURACY
     assert 0.0 <= result["test_accuracy"] <= 1.0
+    assert 0.0 <= result["baseline_final_test_accuracy"] <= 1.0

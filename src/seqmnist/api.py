@@ -13,13 +13,12 @@ from typing import Any
 
 from seqmnist.config import RunConfig, apply_overrides
 from seqmnist.data import load_dataset
-from seqmnist.device import resolve_device
-from seqmnist.evaluation import Evaluation, evaluate
+from seqmnist.evaluation import DeviceSplit, Evaluation, evaluate
 from seqmnist.presets import get_preset
 from seqmnist.runs import load_run, read_config
+from seqmnist.runtime import Runtime
 from seqmnist.training import TrainResult
 from seqmnist.training import train as _train_config
-from seqmnist.training.trainer import DeviceSplit
 
 
 def make_config(preset: str = "default", **overrides: Any) -> RunConfig:
@@ -32,11 +31,20 @@ def train(
     out_dir: Path | str | None = None,
     *,
     progress: bool | None = None,
+    overwrite: bool = False,
+    runtime: Runtime | None = None,
     **overrides: Any,
 ) -> TrainResult:
-    """Train a preset (by name) or a RunConfig, with optional field overrides."""
+    """Train a preset (by name) or a RunConfig, with optional field overrides.
+
+    An ``out_dir`` that already holds a run is refused unless ``overwrite``.
+    ``runtime`` defaults to what the configuration asks for on this machine.
+    """
     base = get_preset(config) if isinstance(config, str) else config
-    return _train_config(apply_overrides(base, overrides), out_dir, progress=progress)
+    return _train_config(
+        apply_overrides(base, overrides), out_dir, progress=progress, overwrite=overwrite,
+        runtime=runtime,
+    )  # fmt: skip
 
 
 def resume(
@@ -58,18 +66,22 @@ def evaluate_run(
     *,
     data_dir: str | None = None,
     device: str | None = None,
+    runtime: Runtime | None = None,
 ) -> Evaluation:
-    """Recompute accuracy, loss and confusion of a finished run on a whole split."""
+    """Recompute accuracy, loss and confusion of a finished run on a whole split.
+
+    The same evaluation the run's summary.json came from, so on the same
+    device the figures agree exactly.
+    """
     run = load_run(run_dir)
     config = run.config
-    torch_device = resolve_device(device or config.train.device)
+    runtime = runtime or Runtime.resolve(device or config.train.device, threads=config.train.threads)
     splits = load_dataset(
         config.data.dataset, data_dir or config.data.data_dir, config.data.validation_size
     )
     images, labels = splits.split(split)
-    data = DeviceSplit.from_arrays(images, labels, torch_device)
+    data = DeviceSplit.from_arrays(images, labels, runtime.device)
     return evaluate(
-        run.model.to(torch_device), data.images, data.labels, split=split,
+        run.model.to(runtime.device), data.images, data.labels, split=split,
         num_classes=run.info.num_classes, batch_size=config.train.eval_batch_size,
-        precision=config.train.precision,
     )  # fmt: skip

@@ -28,8 +28,18 @@ PRECISIONS = ("auto", "fp32", "bf16")
 HEAD_INITS = ("default", "normal", "truncated_normal")
 
 
-def _help(text: str) -> dict[str, str]:
-    return {"help": text}
+# The largest seed PyTorch's generators take as a signed 64-bit integer.
+MAX_SEED = 2**63 - 1
+# Bounds that keep a mistyped number from reaching the allocator or an overflow.
+MAX_LAYER_WIDTH = 1_000_000
+MAX_EPOCHS = 1_000_000
+MAX_STEPS = 10**10
+MAX_THREADS = 1024
+
+
+def _help(text: str, choices: tuple[str, ...] | None = None) -> dict[str, Any]:
+    """Field metadata: the option's help line, and its choices where it has a fixed set."""
+    return {"help": text, "choices": choices}
 
 
 @dataclass(frozen=True)
@@ -40,7 +50,7 @@ class DataConfig:
     )
     data_dir: str | None = field(
         default=None,
-        metadata=_help("folder with the dataset files (default: $SEQMNIST_DATA_DIR, else cache)"),
+        metadata=_help("folder with the dataset files (none: $SEQMNIST_DATA_DIR, else the cache)"),
     )
     validation_size: int = field(
         default=5000, metadata=_help("training images held out, taken from the front")
@@ -52,18 +62,18 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    view: str = field(default="rows", metadata=_help(f"how an image becomes a sequence: {VIEWS}"))
+    view: str = field(default="rows", metadata=_help("how an image becomes a sequence", VIEWS))
     permutation_seed: int = field(
         default=0, metadata=_help("seed of the pixel order for the permuted view")
     )
-    cell: str = field(default="lstm", metadata=_help(f"recurrent cell: {CELLS}"))
+    cell: str = field(default="lstm", metadata=_help("recurrent cell", CELLS))
     hidden_sizes: tuple[int, ...] = field(
         default=(128,), metadata=_help("units per layer, bottom first, e.g. 32,64")
     )
     bidirectional: bool = field(default=False, metadata=_help("read the sequence both ways"))
     readout: str = field(
         default="final",
-        metadata=_help(f"what feeds the classifier: {READOUTS} (final hidden state is right)"),
+        metadata=_help("what feeds the classifier (final: the final hidden state)", READOUTS),
     )
     forget_bias: float = field(default=1.0, metadata=_help("initial forget-gate bias (LSTM only)"))
     dropout: float = field(
@@ -71,7 +81,7 @@ class ModelConfig:
     )
     head_init: str = field(
         default="default",
-        metadata=_help(f"output layer init: {HEAD_INITS} (the references used the last two)"),
+        metadata=_help("output layer init (the references used the last two)", HEAD_INITS),
     )
 
     def __post_init__(self) -> None:
@@ -86,15 +96,20 @@ class ModelConfig:
         )
         _require(0.0 <= self.dropout < 1.0, f"dropout must be in [0, 1), got {self.dropout}")
         _require(math.isfinite(self.forget_bias), "forget_bias must be a finite number")
+        _require(
+            all(size <= MAX_LAYER_WIDTH for size in self.hidden_sizes),
+            f"hidden_sizes must be at most {MAX_LAYER_WIDTH:,} units a layer",
+        )
+        _require_seed("permutation_seed", self.permutation_seed)
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    optimizer: str = field(default="adamw", metadata=_help(f"optimizer: {OPTIMIZERS}"))
+    optimizer: str = field(default="adamw", metadata=_help("optimizer", OPTIMIZERS))
     lr: float = field(default=3e-3, metadata=_help("peak learning rate"))
     weight_decay: float = field(default=0.0, metadata=_help("decoupled weight decay (adamw, sgd)"))
     momentum: float = field(default=0.9, metadata=_help("momentum (sgd only)"))
-    schedule: str = field(default="none", metadata=_help(f"learning-rate schedule: {SCHEDULES}"))
+    schedule: str = field(default="none", metadata=_help("learning-rate schedule", SCHEDULES))
     warmup_fraction: float = field(
         default=0.1, metadata=_help("share of steps spent warming up (onecycle)")
     )
@@ -109,10 +124,13 @@ class TrainConfig:
     batch_size: int = field(default=128, metadata=_help("training batch size"))
     eval_batch_size: int = field(default=2000, metadata=_help("batch size for evaluation"))
     seed: int = field(default=0, metadata=_help("seed for weights, data order and dropout"))
-    device: str = field(default="auto", metadata=_help(f"where to train: {DEVICES}"))
+    device: str = field(default="auto", metadata=_help("where to train", DEVICES))
     precision: str = field(
         default="auto",
-        metadata=_help(f"matmul precision: {PRECISIONS} (auto: bf16 autocast where fast)"),
+        metadata=_help("matmul precision of training steps (auto: bf16 where fast)", PRECISIONS),
+    )
+    threads: int | None = field(
+        default=None, metadata=_help("CPU threads (none: PyTorch's choice, one per core)")
     )
     log_every: int = field(default=50, metadata=_help("steps between batch-metric records"))
     tensorboard: bool = field(
@@ -130,7 +148,10 @@ class TrainConfig:
         _require_choice("device", self.device, DEVICES)
         _require_choice("precision", self.precision, PRECISIONS)
         _require(_positive(self.lr), f"lr must be a positive number, got {self.lr}")
-        _require(self.weight_decay >= 0, "weight_decay must be >= 0")
+        _require(
+            self.weight_decay >= 0 and math.isfinite(self.weight_decay),
+            "weight_decay must be a finite number >= 0",
+        )
         _require(0.0 <= self.momentum < 1.0, "momentum must be in [0, 1)")
         _require(0.0 <= self.warmup_fraction < 1.0, "warmup_fraction must be in [0, 1)")
         _require(self.grad_clip >= 0 and math.isfinite(self.grad_clip), "grad_clip must be >= 0")
@@ -141,6 +162,17 @@ class TrainConfig:
         budgets = [b for b in (self.epochs, self.steps, self.samples) if b is not None]
         _require(len(budgets) == 1, "give exactly one budget: epochs, steps or samples")
         _require(_positive(budgets[0]), f"the training budget must be positive, got {budgets[0]}")
+        _require(self.epochs is None or self.epochs <= MAX_EPOCHS, f"epochs must be at most {MAX_EPOCHS:,}")
+        _require(self.steps is None or self.steps <= MAX_STEPS, f"steps must be at most {MAX_STEPS:.0e}")
+        _require(
+            self.samples is None or self.samples <= MAX_STEPS * self.batch_size,
+            f"samples must be at most {MAX_STEPS:.0e} batches",
+        )
+        _require_seed("seed", self.seed)
+        _require(
+            self.threads is None or 1 <= self.threads <= MAX_THREADS,
+            f"threads must be between 1 and {MAX_THREADS}, got {self.threads}",
+        )
 
     def total_steps(self, train_size: int) -> int:
         """Optimizer steps the budget allows on a training set of this size."""
@@ -181,6 +213,10 @@ def _require(condition: bool, message: str) -> None:
 
 def _require_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
     _require(value in choices, f"unknown {name} {value!r}; choose one of {', '.join(choices)}")
+
+
+def _require_seed(name: str, value: int) -> None:
+    _require(0 <= value <= MAX_SEED, f"{name} must be between 0 and 2**63 - 1, got {value}")
 
 
 def _positive(value: float) -> bool:

@@ -21,6 +21,10 @@ class RunError(SeqmnistError):
     """A run directory or checkpoint is missing, corrupt, or inconsistent."""
 
 
+class NonFiniteOutputs(RunError):
+    """A model gave NaN or infinite outputs: its weights are damaged or training diverged."""
+
+
 class ImageError(SeqmnistError):
     """An image given for prediction cannot be read or cannot hold a digit."""
 

@@ -17,11 +17,15 @@ def atomic_write(path: Path, write: Callable[[Path], None], option: str = "--out
     """Call ``write(temp_path)``, fsync the result, then rename it over ``path``.
 
     The temporary file lives in the same directory so the rename is atomic;
-    on any failure it is removed and ``path`` is left as it was. A full disk
-    or an unwritable folder is a StorageError naming ``path`` and ``option``,
-    the command-line option that chooses another place.
+    on any failure it is removed and ``path`` is left as it was. A full disk,
+    an unwritable folder or a folder where the file should be is a
+    StorageError naming ``path`` and ``option``, the command-line option that
+    chooses another place.
     """
     path = Path(path)
+    if _is_folder(path):
+        # Caught before ``write`` runs: the rename at the end would fail after all the work.
+        raise StorageError(f"{path} is a folder, not a file; choose another {option}")
     try:
         descriptor, temp_name = tempfile.mkstemp(
             prefix=f".{path.name}.", suffix=".tmp", dir=path.parent
@@ -45,19 +49,111 @@ def atomic_write(path: Path, write: Callable[[Path], None], option: str = "--out
     _fsync_directory(path.parent)
 
 
+def make_folder(directory: Path, option: str = "--out") -> Path:
+    """Create ``directory`` and its parents as needed, or raise StorageError naming ``option``."""
+    directory = Path(directory)
+    blocker = _file_in_the_way(directory)
+    if blocker is not None:
+        raise StorageError(_not_a_folder(directory, blocker, option))
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise StorageError(
+            _describe(directory, _nearest_existing(directory), error, option)
+        ) from None
+    return directory
+
+
+def check_writable_folder(directory: Path, option: str = "--out") -> Path:
+    """Create ``directory`` if need be and prove a file can be written in it.
+
+    For commands to call before slow work, so that a folder which cannot take
+    the output is one StorageError up front rather than a failure at the end.
+    """
+    directory = make_folder(directory, option)
+    try:
+        descriptor, probe = tempfile.mkstemp(prefix=".seqmnist-probe.", dir=directory)
+    except OSError as error:
+        message = _describe(directory, directory, error, option, f"files in {directory}")
+        raise StorageError(message) from None
+    os.close(descriptor)
+    os.unlink(probe)
+    return directory
+
+
+def check_writable_file(path: Path, option: str = "--out") -> Path:
+    """Check that ``path`` could be written: not a folder, in a folder that takes files."""
+    path = Path(path)
+    if _is_folder(path):
+        raise StorageError(
+            f"{path} is a folder, not a file; give {option} a file name (such as one inside it)"
+        )
+    blocker = _file_in_the_way(path.parent)
+    if blocker is not None:
+        raise StorageError(_not_a_folder(path, blocker, option))
+    check_writable_folder(path.parent, option)
+    return path
+
+
 def describe_write_error(path: Path, error: OSError, option: str = "--out") -> str:
     """One line saying why ``path`` could not be written and what to do."""
+    return _describe(path, _nearest_existing(Path(path).parent), error, option)
+
+
+def _describe(
+    target: Path, folder: Path, error: OSError, option: str, label: str | None = None
+) -> str:
+    # ``folder`` is the existing one that would have to change for ``target`` to be
+    # written; ``label`` names what was being written, ``target`` itself by default.
+    label = label or str(target)
+    reason = error.strerror or str(error)
     if error.errno in (errno.ENOSPC, errno.EDQUOT):
         return (
-            f"disk full while writing {path}; free space or choose another {option} "
+            f"disk full while writing {label}; free space or choose another {option} "
             "(the previous version of the file is unchanged)"
         )
     if error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        return (
-            f"cannot write {path}: {error.strerror or error}; make {path.parent} writable "
-            f"or choose another {option}"
-        )
-    return f"could not write {path}: {error.strerror or error}"
+        return f"cannot write {label}: {reason}; make {folder} writable or choose another {option}"
+    if error.errno == errno.ENOTDIR and (blocker := _file_in_the_way(target)) is not None:
+        return _not_a_folder(target, blocker, option)
+    return f"could not write {label}: {reason}; choose another {option}"
+
+
+def _not_a_folder(target: Path, blocker: Path, option: str) -> str:
+    if blocker == target:
+        return f"{target} is a file, not a folder; choose another {option}"
+    return (
+        f"could not write {target}: Not a directory ({blocker} is a file, not a folder); "
+        f"choose another {option}"
+    )
+
+
+def _nearest_existing(path: Path) -> Path:
+    """``path`` or the closest of its parents that exists."""
+    for candidate in (path, *path.parents):
+        if _exists(candidate):
+            return candidate
+    return path
+
+
+def _file_in_the_way(path: Path) -> Path | None:
+    """The existing non-folder at ``path`` or above it that stops it being a folder, if any."""
+    existing = _nearest_existing(Path(path))
+    return existing if _exists(existing) and not _is_folder(existing) else None
+
+
+def _exists(path: Path) -> bool:
+    try:
+        return path.exists()
+    except OSError:  # e.g. a parent that cannot be searched
+        return False
+
+
+def _is_folder(path: Path) -> bool:
+    try:
+        return path.is_dir()
+    except OSError:
+        return False
 
 
 def atomic_write_bytes(path: Path, data: bytes, option: str = "--out") -> None:

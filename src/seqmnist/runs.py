@@ -8,7 +8,12 @@ goes through ``load_run``.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
+import os
+import shlex
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,14 +23,25 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save
 
 from seqmnist.config import ModelConfig, RunConfig
-from seqmnist.errors import RunError, SeqmnistError
-from seqmnist.files import atomic_write_bytes, atomic_write_json
+from seqmnist.errors import ConfigError, RunError, SeqmnistError, StorageError
+from seqmnist.files import atomic_write_bytes, atomic_write_json, describe_write_error
 from seqmnist.model import RecurrentClassifier
+
+logger = logging.getLogger("seqmnist")
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 METRICS_FILE = "metrics.jsonl"
 SUMMARY_FILE = "summary.json"
+CHECKPOINT_DIR = "checkpoints"
+# Everything a run and the commands that work on it write inside its folder:
+# what --overwrite removes. Other files in the folder are the user's and stay.
+RUN_OUTPUTS = (
+    CONFIG_FILE, WEIGHTS_FILE, METRICS_FILE, SUMMARY_FILE, CHECKPOINT_DIR, "tensorboard", "plots",
+    "model.onnx",
+)  # fmt: skip
+# Weights, gradients and two Adam moments, in fp32: the least training needs per parameter.
+TRAINING_BYTES_PER_PARAMETER = 16
 
 
 @dataclass(frozen=True)
@@ -53,14 +69,49 @@ class ModelInfo:
 
 
 def build_model(config: ModelConfig, info: ModelInfo) -> RecurrentClassifier:
+    """The model ``config`` describes, once it is known to fit in this machine's memory."""
+    check_model_fits(config, info)
     return RecurrentClassifier(config, info.image_shape, info.num_classes)
 
 
-def save_weights(path: Path, model: torch.nn.Module, info: ModelInfo) -> None:
+def check_model_fits(config: ModelConfig, info: ModelInfo) -> int:
+    """The parameter count, counted on the meta device (nothing is allocated).
+
+    A model whose training state would not fit in memory is a ConfigError
+    before a byte is allocated, not a crash in the allocator.
+    """
+    try:
+        with torch.device("meta"):
+            probe = RecurrentClassifier(config, info.image_shape, info.num_classes)
+        parameters = sum(parameter.numel() for parameter in probe.parameters())
+    except (RuntimeError, OverflowError, ValueError) as error:
+        raise ConfigError(f"this model cannot be built: {error}; choose smaller --hidden-sizes") from None
+    needed = parameters * TRAINING_BYTES_PER_PARAMETER
+    available = _memory_bytes()
+    if available is not None and needed > available:
+        raise ConfigError(
+            f"the model has {parameters:,} parameters, needing at least {needed / 2**30:,.1f} GiB "
+            f"to train, more than this machine's {available / 2**30:,.1f} GiB; choose smaller "
+            "--hidden-sizes"
+        )
+    return parameters
+
+
+def _memory_bytes() -> int | None:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # not every platform has these names
+        return None
+
+
+def save_weights(path: Path, model: torch.nn.Module, info: ModelInfo) -> str:
+    """Write the weights atomically; returns the file's sha256, for summary.json."""
     tensors = {
         name: tensor.detach().cpu().contiguous() for name, tensor in model.state_dict().items()
     }
-    atomic_write_bytes(path, safetensors_bytes(tensors, info.to_metadata()))
+    data = safetensors_bytes(tensors, info.to_metadata())
+    atomic_write_bytes(path, data)
+    return hashlib.sha256(data).hexdigest()
 
 
 def safetensors_bytes(
@@ -86,6 +137,82 @@ def safetensors_bytes(
 
 def write_config(run_dir: Path, config: RunConfig) -> None:
     atomic_write_json(run_dir / CONFIG_FILE, config.to_dict())
+
+
+def check_new_run_dir(run_dir: Path, overwrite: bool = False) -> None:
+    """Refuse a folder a new run must not write into, saying what to do instead.
+
+    A run folder is never replaced by accident: one holding anything is refused
+    unless ``overwrite`` is given and it holds a seqmnist run.
+    """
+    if run_dir.exists() and not run_dir.is_dir():
+        raise RunError(f"--out {run_dir} is a file, not a folder; choose another --out")
+    if not run_dir.is_dir() or not any(run_dir.iterdir()):
+        return
+    quoted = shlex.quote(str(run_dir))
+    if not (run_dir / CONFIG_FILE).is_file():
+        raise RunError(
+            f"--out {run_dir} already holds files that are not a seqmnist run; choose an empty "
+            "or new folder"
+        )
+    if overwrite:
+        return
+    if (run_dir / SUMMARY_FILE).is_file():
+        raise RunError(
+            f"{run_dir} holds a finished run; evaluate it with `seqmnist eval {quoted}`, or "
+            "train it again from scratch with --overwrite (deletes its weights and checkpoints)"
+        )
+    raise RunError(
+        f"{run_dir} holds a run that did not finish; continue it with `seqmnist train --resume "
+        f"{quoted}`, or start over with --overwrite (deletes its checkpoints)"
+    )
+
+
+def make_run_dir(run_dir: Path, config: RunConfig, overwrite: bool = False) -> None:
+    """Create (or, with ``overwrite``, empty of a previous run's outputs) and write config.json."""
+    check_new_run_dir(run_dir, overwrite)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        for name in RUN_OUTPUTS:
+            path = run_dir / name
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink(missing_ok=True)
+    except OSError as error:
+        raise StorageError(describe_write_error(run_dir, error)) from None
+    write_config(run_dir, config)
+
+
+def weights_damage(run_dir: Path) -> str | None:
+    """What is wrong with RUN/model.safetensors, judged by summary.json's checksum; None if fine.
+
+    A run without a summary, or from before checksums were recorded, has
+    nothing to compare with and counts as fine.
+    """
+    weights_path = run_dir / WEIGHTS_FILE
+    try:
+        summary = read_summary(run_dir)
+    except RunError:
+        return None
+    expected = ((summary or {}).get("checksums") or {}).get(WEIGHTS_FILE)
+    if expected is None or not weights_path.is_file():
+        return None
+    try:
+        actual = hashlib.sha256(weights_path.read_bytes()).hexdigest()
+    except OSError as error:
+        return f"{weights_path} cannot be read ({error.strerror or error})"
+    if actual != expected:
+        return f"{weights_path} is damaged: its sha256 does not match the one in {SUMMARY_FILE}"
+    return None
+
+
+def repair_hint(run_dir: Path) -> str:
+    """What to do about damaged weights: resume from a checkpoint if there is one, else retrain."""
+    quoted = shlex.quote(str(run_dir))
+    if any((run_dir / CHECKPOINT_DIR).glob("step-*.json")):
+        return f"rewrite it from the last checkpoint with `seqmnist train --resume {quoted}`"
+    return f"train the run again (`seqmnist train --out {quoted} --overwrite` with its settings)"
 
 
 def read_config(run_dir: Path) -> RunConfig:
@@ -121,9 +248,15 @@ def load_run(run_dir: Path | str, device: torch.device | str = "cpu") -> LoadedR
     weights_path = run_dir / WEIGHTS_FILE
     if not weights_path.exists():
         raise RunError(
-            f"{weights_path} is missing; the run did not finish (train it again or resume it)"
+            f"{weights_path} is missing; the run did not finish: continue it with "
+            f"`seqmnist train --resume {shlex.quote(str(run_dir))}`"
         )
-    state, info = read_weights(weights_path)
+    if (damage := weights_damage(run_dir)) is not None:
+        raise RunError(f"{damage}; {repair_hint(run_dir)}")
+    try:
+        state, info = read_weights(weights_path)
+    except RunError as error:
+        raise RunError(f"{error}; {repair_hint(run_dir)}") from None
     model = build_model(config.model, info)
     try:
         model.load_state_dict(state, strict=True)
@@ -150,7 +283,9 @@ def read_weights(path: Path) -> tuple[dict[str, torch.Tensor], ModelInfo]:
 def _read_json(path: Path) -> Any:
     try:
         return json.loads(path.read_text())
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         raise RunError(f"{path} is missing; is {path.parent} a seqmnist run directory?") from None
+    except OSError as error:
+        raise RunError(f"{path} cannot be read ({error.strerror or error})") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise RunError(f"{path} is corrupt ({error}); train the run again") from None

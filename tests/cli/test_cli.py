@@ -59,8 +59,8 @@ def test_presets_prints_one_line_each(capsys):
     "argv, complaint",
     [
         (["train", "--preset", "nope"], "unknown preset 'nope'"),
-        (["train", "--cell", "transformer"], "unknown cell 'transformer'"),
-        (["train", "--view", "spiral"], "unknown view 'spiral'"),
+        (["train", "--cell", "transformer"], "invalid choice: 'transformer'"),
+        (["train", "--view", "spiral"], "invalid choice: 'spiral'"),
         (["train", "--lr", "-0.1"], "lr must be a positive number"),
         (["train", "--lr", "abc"], "not a valid float"),
         (["train", "--batch-size", "0"], "batch_size must be positive"),

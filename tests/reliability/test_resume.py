@@ -8,6 +8,7 @@ from support import STEPS_PER_EPOCH, records, sha256, signal_at, store, tiny_con
 
 from seqmnist.cli import main
 from seqmnist.errors import RunError, TrainingInterrupted
+from seqmnist.runs import write_config
 from seqmnist.training import train
 
 
@@ -77,13 +78,23 @@ def test_the_cli_resumes_and_only_lets_the_data_folder_change(stripes_dir, tmp_p
     assert json.loads((run_dir / "config.json").read_text())["train"]["lr"] == 0.01
 
 
-def test_resume_without_a_checkpoint_says_what_to_do(stripes_dir, tmp_path):
+def test_resume_needs_a_run_and_starts_one_stopped_before_its_first_checkpoint(
+    stripes_dir, tmp_path
+):
     config = tiny_config(stripes_dir, steps=3, checkpoint_every=0)
     with pytest.raises(RunError, match="empty does not exist"):
         train(config, tmp_path / "empty", progress=False, resume=True)
     (tmp_path / "empty").mkdir()
-    with pytest.raises(RunError, match="no checkpoint to resume from.*train it again"):
+    with pytest.raises(RunError, match="holds no run to resume"):
         train(config, tmp_path / "empty", progress=False, resume=True)
+    # A run interrupted while loading its data has its config.json and nothing else.
+    write_config(tmp_path / "empty", config)
+    resumed = train(config, tmp_path / "empty", progress=False, resume=True)
+    train(config, tmp_path / "whole", progress=False)
+    assert resumed.summary["steps"] == 3
+    assert (tmp_path / "empty" / "model.safetensors").read_bytes() == (
+        tmp_path / "whole" / "model.safetensors"
+    ).read_bytes()
 
 
 def test_the_newest_two_checkpoints_are_kept_and_a_new_run_clears_old_ones(stripes_dir, tmp_path):
@@ -95,5 +106,5 @@ def test_the_newest_two_checkpoints_are_kept_and_a_new_run_clears_old_ones(strip
         f"step-{step:08d}.{ext}" for step in (16, 20) for ext in ("json", "safetensors")
     ]
 
-    train(tiny_config(stripes_dir, steps=3), run_dir, progress=False)
+    train(tiny_config(stripes_dir, steps=3), run_dir, progress=False, overwrite=True)
     assert [path.name for path in store(run_dir).paths()] == ["step-00000003.json"]

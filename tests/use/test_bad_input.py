@@ -53,7 +53,7 @@ BAD_IMAGES = {
     "text": (lambda: b"this is a note, not a picture\n", "is not a PNG, JPEG, BMP, GIF or WebP"),
     "truncated": (lambda: png_bytes(NOISE)[:300], "damaged or truncated"),
     "bomb": (lambda: png_of_zeros(9000, 9000), "over the 50 MP limit"),
-    "huge_bomb": (lambda: png_of_zeros(20000, 20000), "a decompression bomb?"),
+    "huge_bomb": (lambda: png_of_zeros(20000, 20000), "claims 400 MP, over the 50 MP limit"),
     "strip": (lambda: png_bytes(np.zeros((1, 10000), dtype=np.uint8)), "too small or too thin"),
     "animated": (animated_gif, "is animated (3 frames)"),
     "blank": (lambda: png_bytes(np.full((28, 28), 255, dtype=np.uint8)), "no visible ink"),
@@ -137,3 +137,30 @@ def test_the_installed_command_prints_no_traceback(untrained_run, tmp_path):
     assert process.stderr.strip().splitlines() == [
         f"seqmnist: error: {path} is not a PNG, JPEG, BMP, GIF or WebP image"
     ]
+
+
+def png_header(width: int, height: int) -> bytes:
+    """A grayscale PNG's header claiming ``width`` x ``height``, with no pixel data at all.
+
+    Pillow reads chunks up to the first IDAT to open a PNG, so an empty one ends it.
+    """
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", b"") + chunk(b"IEND", b"")
+
+
+@pytest.mark.parametrize("width, height, size", [(20000, 20000, 400), (60000, 10000, 600)])
+def test_a_huge_bomb_is_refused_with_its_own_size(
+    width, height, size, untrained_run, tmp_path, one_line_error
+):
+    path = tmp_path / "claims.png"
+    path.write_bytes(png_header(width, height))
+    line = one_line_error(["predict", str(untrained_run()), str(path)])
+    # The image's own size and seqmnist's limit, not Pillow's bomb threshold (179 MP).
+    assert f"{path} claims {size} MP, over the 50 MP limit" in line
+    assert "179" not in line

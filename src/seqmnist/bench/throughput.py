@@ -10,12 +10,12 @@ from seqmnist.bench.baseline import BaselineTrainer
 from seqmnist.bench.timing import median, percentile, timed
 from seqmnist.config import RunConfig
 from seqmnist.data import ImageSplits
-from seqmnist.device import autocast, resolve_precision
-from seqmnist.evaluation import evaluate, to_unit_float
+from seqmnist.evaluation import DeviceSplit, evaluate
+from seqmnist.model.inputs import to_unit_float
 from seqmnist.runs import ModelInfo, build_model
+from seqmnist.runtime import Runtime
 from seqmnist.training.optim import build_optimizer, build_schedule
 from seqmnist.training.step import TrainStep
-from seqmnist.training.trainer import DeviceSplit
 
 
 @dataclass(frozen=True)
@@ -32,23 +32,25 @@ class TrainingSpeed:
 
 
 def measure_training(
-    config: RunConfig, splits: ImageSplits, device: torch.device, steps: int,
+    config: RunConfig, splits: ImageSplits, runtime: Runtime,
     window_steps: int = 25, warmup_steps: int = 10,
 ) -> tuple[TrainingSpeed, torch.nn.Module]:  # fmt: skip
-    """Train seqmnist's model and the baseline ``steps`` steps each, alternating timed windows.
+    """Train seqmnist's model and the baseline for the budget each, alternating timed windows.
 
     Alternating puts both under the same machine load; the result is the
     median samples/s over windows after warm-up, and each model's full test
-    accuracy when done.
+    accuracy (fp32) when done. seqmnist trains in the runtime's precision,
+    the baseline in fp32, as a plain loop does.
     """
+    device = runtime.device
+    steps = config.train.total_steps(len(splits.train_labels))
     torch.manual_seed(config.train.seed)
     info = ModelInfo(splits.image_shape, tuple(splits.class_names))
     train_split = DeviceSplit.from_arrays(splits.train_images, splits.train_labels, device)
     model = build_model(config.model, info).to(device)
     optimizer = build_optimizer(model, config.train, device)
     schedule = build_schedule(optimizer, config.train, steps)
-    precision = resolve_precision(config.train.precision, device)
-    step = TrainStep(model, optimizer, schedule, config.train, precision)
+    step = TrainStep(model, optimizer, schedule, config.train, runtime)
     batch_size = config.train.batch_size
     generator = torch.Generator().manual_seed(config.train.seed)
     order = torch.randperm(len(train_split), generator=generator).to(device)
@@ -65,7 +67,7 @@ def measure_training(
             step(train_split.images[indices], train_split.labels[indices])
 
     baseline = BaselineTrainer(
-        config, splits.train_images, splits.train_labels, info.num_classes, device
+        config, splits.train_images, splits.train_labels, info.num_classes, device, steps
     )
 
     def theirs(count: int) -> None:
@@ -82,13 +84,10 @@ def measure_training(
         our_rates.append(count * batch_size / timed(device, lambda n=count: ours(n)))
         their_rates.append(count * batch_size / timed(device, lambda n=count: theirs(n)))
         done += count
-    test_images, test_labels = (
-        torch.from_numpy(array).to(device) for array in (splits.test_images, splits.test_labels)
-    )
-    test_labels = test_labels.long()
-    accuracy = _test_accuracy(model, test_images, test_labels, info, config, precision)
-    baseline_accuracy = _test_accuracy(
-        baseline.model, test_images, test_labels, info, config, "fp32"
+    test = DeviceSplit.from_arrays(splits.test_images, splits.test_labels, device)
+    accuracy, baseline_accuracy = (
+        full_test_accuracy(trained, test, info.num_classes, config.train.eval_batch_size)
+        for trained in (model, baseline.model)
     )
     speed = TrainingSpeed(
         median(our_rates) if our_rates else float("nan"),
@@ -98,10 +97,13 @@ def measure_training(
     return speed, model
 
 
-def _test_accuracy(model, images, labels, info, config, precision) -> float:
+def full_test_accuracy(
+    model: torch.nn.Module, test: DeviceSplit, num_classes: int, batch_size: int
+) -> float:
+    """Full test accuracy by the one (fp32) evaluation loop."""
     return evaluate(
-        model, images, labels, split="test", num_classes=info.num_classes,
-        batch_size=config.train.eval_batch_size, precision=precision,
+        model, test.images, test.labels, split="test", num_classes=num_classes,
+        batch_size=batch_size,
     ).accuracy  # fmt: skip
 
 
@@ -114,15 +116,19 @@ class InferenceSpeed:
 
 @torch.inference_mode()
 def measure_inference(
-    model: torch.nn.Module, images: torch.Tensor, precision: str,
+    model: torch.nn.Module, images: torch.Tensor, runtime: Runtime,
     batch_size: int = 1000, batches: int = 10, single_calls: int = 200,
 ) -> InferenceSpeed:  # fmt: skip
-    """Throughput at ``batch_size`` and single-image latency on uint8 ``images`` on the device."""
+    """Throughput at ``batch_size`` and single-image latency on uint8 ``images`` on the device.
+
+    Forward passes run under the runtime's autocast: the speed a user gets
+    from a model run in that precision.
+    """
     model.eval()
-    device = images.device
+    device = runtime.device
 
     def predict(batch: torch.Tensor) -> None:
-        with autocast(device, precision):
+        with runtime.autocast():
             model(to_unit_float(batch))
 
     batch = images[:batch_size]

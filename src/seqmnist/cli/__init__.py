@@ -1,13 +1,27 @@
-"""The command line: a thin layer over the library. Only this package prints."""
+"""The command line: a thin layer over the library. Only this package prints.
+
+Importing it loads no torch: each command imports what it needs when it runs,
+inside ``main``'s error handling, so even Ctrl-C during those imports ends
+with one line and exit status 130.
+"""
 
 from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 
 from seqmnist.cli import bench, compare, data, evaluate, export, plot, predict, presets, train
+from seqmnist.cli.startup import (
+    PRELOAD,
+    Terminated,
+    ignore_stop_signals,
+    preload,
+    raise_on_sigterm,
+)
 from seqmnist.errors import SeqmnistError
+from seqmnist.version import package_version
 
 COMMANDS = (train, evaluate, predict, export, plot, compare, presets, data, bench)
 
@@ -24,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="seqmnist",
         description="Train, evaluate and use recurrent classifiers that read images as sequences.",
     )
-    parser.add_argument("--version", action="version", version=_version())
+    parser.add_argument("--version", action="version", version=f"seqmnist {package_version()}")
     subparsers = parser.add_subparsers(
         title="commands", dest="command", required=True, parser_class=OneLineErrorParser
     )
@@ -34,19 +48,36 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    previous_term = raise_on_sigterm()
+    args = None
     try:
+        args = build_parser().parse_args(argv)
+        logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+        preload(getattr(args, "preload", PRELOAD))
         return args.handler(args) or 0
     except SeqmnistError as error:
         print(f"seqmnist: error: {error}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("seqmnist: interrupted", file=sys.stderr)
-        return 130
-
-
-def _version() -> str:
-    from seqmnist import __version__
-
-    return f"seqmnist {__version__}"
+    except (KeyboardInterrupt, Terminated) as stop:
+        ignore_stop_signals()  # on the way out: a second Ctrl-C changes nothing
+        # Files are written whole or not at all, so what to say is only what to do next.
+        next_step = getattr(args, "next_step", None)
+        hint = next_step(args) if next_step is not None else "run the command again"
+        if isinstance(stop, Terminated):
+            print(f"seqmnist: terminated (SIGTERM); {hint}", file=sys.stderr)
+            return 128 + signal.SIGTERM
+        print(f"seqmnist: interrupted; {hint}", file=sys.stderr)
+        return 128 + signal.SIGINT
+    except MemoryError:
+        print("seqmnist: error: out of memory; use a smaller model or batch size", file=sys.stderr)
+        return 1
+    except BrokenPipeError:  # `seqmnist ... | head`: the reader left, nothing more to say
+        sys.stderr.close()
+        return 1
+    except OSError as error:  # a file or device problem no command anticipated: still one line
+        where = f": {error.filename}" if error.filename else ""
+        print(f"seqmnist: error: {error.strerror or error}{where}", file=sys.stderr)
+        return 1
+    finally:
+        if previous_term is not None:
+            signal.signal(signal.SIGTERM, previous_term)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from seqmnist.cli.startup import PRELOAD
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -27,7 +29,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="test images the export is checked on (default: 1000)",
     )  # fmt: skip
     parser.add_argument("--data-dir", help="folder with the dataset files (default: as trained)")
-    parser.set_defaults(handler=run)
+    parser.set_defaults(handler=run, preload=(*PRELOAD, "onnx", "onnxruntime"))
 
 
 def run(args: argparse.Namespace) -> int:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from seqmnist.cli.startup import PRELOAD
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -17,12 +19,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     parser.add_argument("run_dir", type=Path, metavar="RUN", help="run directory written by train")
-    parser.add_argument("--out", type=Path, help="folder for the PNGs (default: RUN/plots)")
     parser.add_argument(
-        "--examples", type=int, default=4, help="test digits in steps.png (default: 4)"
+        "--out", type=Path, help="folder for the PNGs, created if need be (default: RUN/plots)"
     )
+    parser.add_argument(
+        "--examples", type=int, metavar="N",
+        help="test digits in steps.png, one of each of N classes, 1 to the run's number "
+        "of classes (default: 4, or every class if fewer)",
+    )  # fmt: skip
     parser.add_argument("--data-dir", help="folder with the dataset files (default: as trained)")
-    parser.set_defaults(handler=run)
+    parser.set_defaults(handler=run, preload=(*PRELOAD, "PIL.Image", "matplotlib.figure"))
 
 
 def run(args: argparse.Namespace) -> int:

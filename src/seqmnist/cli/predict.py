@@ -7,7 +7,8 @@ import json
 import sys
 from pathlib import Path
 
-from seqmnist.errors import ImageError
+from seqmnist.cli.startup import PRELOAD
+from seqmnist.errors import ConfigError, ImageError
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -26,17 +27,20 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--json", action="store_true", help="print a JSON list, one object per image"
     )
     parser.add_argument(
-        "--top", type=int, default=3, help="probabilities shown per image (default: 3)"
-    )
+        "--top", type=int, metavar="N",
+        help="probabilities shown per image, 1 to the run's number of classes "
+        "(default: 3, or every class if fewer)",
+    )  # fmt: skip
     parser.add_argument(
         "--explain", action="store_true",
         help="show the probabilities after each time step, as a table and a picture",
     )  # fmt: skip
     parser.add_argument(
-        "--explain-dir", type=Path, default=Path("."),
-        help="folder for the --explain pictures, IMAGE.steps.png (default: .)",
+        "--explain-dir", type=Path, default=Path("."), metavar="DIR",
+        help="folder for the --explain pictures, IMAGE.steps.png, created if need be "
+        "(default: .)",
     )  # fmt: skip
-    parser.set_defaults(handler=run)
+    parser.set_defaults(handler=run, preload=(*PRELOAD, "PIL.Image", "matplotlib.figure"))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -45,6 +49,12 @@ def run(args: argparse.Namespace) -> int:
     from seqmnist.use import Predictor
 
     predictor = Predictor.from_run(args.run_dir)
+    _check_top(args.top, len(predictor.class_names))
+    if args.explain:
+        from seqmnist.files import check_writable_folder
+
+        # Before any image is read: a bad folder is then the only error line.
+        check_writable_folder(args.explain_dir, "--explain-dir")
     names, images, failures = [], [], 0
     for path in args.images:
         try:
@@ -63,6 +73,13 @@ def run(args: argparse.Namespace) -> int:
     return 2 if failures else 0
 
 
+def _check_top(top: int | None, classes: int) -> None:
+    if top is not None and not 1 <= top <= classes:
+        raise ConfigError(
+            f"--top must be between 1 and {classes}, the run's number of classes, got {top}"
+        )
+
+
 def _explain(predictor, images, names, args) -> list:
     from seqmnist.plots import steps_figure
     from seqmnist.plots.figures import save_png
@@ -77,7 +94,7 @@ def _explain(predictor, images, names, args) -> list:
             stem += "_"
         used.add(stem)
         figure = steps_figure([explanation])
-        pictures.append(save_png(figure, args.explain_dir / f"{stem}.steps.png"))
+        pictures.append(save_png(figure, args.explain_dir / f"{stem}.steps.png", "--explain-dir"))
     return list(zip(explanations, pictures, strict=True))
 
 
@@ -89,9 +106,10 @@ def _json_objects(predictions, explanations) -> list[dict]:
     return objects
 
 
-def _print_predictions(predictions, explanations, top: int) -> None:
+def _print_predictions(predictions, explanations, top: int | None) -> None:
     for index, prediction in enumerate(predictions):
-        ranked = ", ".join(f"{name} {p:.3f}" for name, p in prediction.top(top))
+        shown = prediction.top() if top is None else prediction.top(top)
+        ranked = ", ".join(f"{name} {p:.3f}" for name, p in shown)
         print(f"{prediction.source}: {prediction.label}  ({ranked})")
         if explanations:
             explanation, picture = explanations[index]

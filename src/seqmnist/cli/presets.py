@@ -1,23 +1,68 @@
-"""`seqmnist presets`: one line per preset."""
+"""`seqmnist presets [NAME]`: list the presets, or print one's every setting."""
 
 from __future__ import annotations
 
 import argparse
+import json
 
-from seqmnist.presets import PRESETS
+from seqmnist.config import RunConfig
+from seqmnist.errors import ConfigError
+from seqmnist.presets import PRESETS, get_preset
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "presets",
-        help="list the presets",
-        description="List the presets: seqmnist's default and the five reference programs.",
+        help="list the presets, or show every setting of one",
+        description=(
+            "List the presets: seqmnist's default and the five reference programs. With a "
+            "NAME, print that preset's whole resolved configuration as TOML, which "
+            "`seqmnist train --config FILE` reads back."
+        ),
     )
-    parser.set_defaults(handler=run)
+    parser.add_argument("name", nargs="?", metavar="NAME", help="a preset to show in full")
+    parser.add_argument("--json", action="store_true", help="print JSON instead")
+    parser.set_defaults(handler=run, preload=())
 
 
 def run(args: argparse.Namespace) -> int:
-    width = max(map(len, PRESETS))
-    for name, make in PRESETS.items():
-        print(f"{name:<{width}}  {make().description}")
+    if args.name is None:
+        if args.json:
+            print(json.dumps({name: make().description for name, make in PRESETS.items()}))
+            return 0
+        width = max(map(len, PRESETS))
+        for name, make in PRESETS.items():
+            print(f"{name:<{width}}  {make().description}")
+        return 0
+    config = get_preset(args.name)
+    print(json.dumps(config.to_dict()) if args.json else to_toml(config))
     return 0
+
+
+def to_toml(config: RunConfig) -> str:
+    """The configuration as TOML; settings that are unset (none) are shown as comments."""
+    values = config.to_dict()
+    lines = [f"# seqmnist preset {config.name}: {config.description}"]
+    lines += [f"{key} = {_toml_value(values[key])}" for key in ("name", "description")]
+    lines.append("")
+    for section in ("data", "model", "train"):
+        lines.append(f"[{section}]")
+        for name, value in values[section].items():
+            if value is None:
+                lines.append(f"# {name} = none")
+            else:
+                lines.append(f"{name} = {_toml_value(value)}")
+        lines.append("")
+    return "\n".join(lines).rstrip()
+
+
+def _toml_value(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(item) for item in value) + "]"
+    if isinstance(value, str):
+        return json.dumps(value)  # a JSON string is a valid TOML basic string
+    raise ConfigError(f"cannot write {value!r} as TOML")

@@ -5,22 +5,26 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import shlex
+import signal
 import sys
 import time
 import typing
 from collections.abc import Callable
 from pathlib import Path
 
+from seqmnist.cli.paths import path_argument
 from seqmnist.config import RunConfig, apply_overrides, field_type, load_toml, option_fields
-from seqmnist.errors import ConfigError, TrainingInterrupted
+from seqmnist.errors import ConfigError, RunError, TrainingInterrupted
 from seqmnist.presets import get_preset
-from seqmnist.runs import read_config
 
 if typing.TYPE_CHECKING:  # the training modules load torch: imported only when training
     from seqmnist.training import TrainResult
 
 # What may still change when a run is resumed: where its data lives, and the display.
 RESUME_OPTIONS = ("data_dir",)
+# The preset a plain `seqmnist train` uses, whose values the help shows as defaults.
+DEFAULT_PRESET = "default"
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -29,18 +33,26 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="train a model and write a run directory",
         description=(
             "Train a recurrent classifier. Settings come from the preset, then --config, "
-            "then the options below; config.json in the run directory records the result."
+            "then the options below; config.json in the run directory records the result. "
+            f"The defaults shown are the `{DEFAULT_PRESET}` preset's; another --preset brings "
+            "its own (`seqmnist presets NAME` prints all of them)."
         ),
     )
     parser.add_argument(
-        "--preset", help="starting configuration (`seqmnist presets`; default: default)"
+        "--preset", help=f"starting configuration (`seqmnist presets`; default: {DEFAULT_PRESET})"
     )
     parser.add_argument(
-        "--config", type=Path, help="TOML file with [data], [model], [train] tables"
+        "--config", type=path_argument, help="TOML file with [data], [model], [train] tables"
     )
-    parser.add_argument("--out", type=Path, help="run directory (default: runs/PRESET-TIME)")
     parser.add_argument(
-        "--resume", type=Path, metavar="DIR",
+        "--out", type=path_argument, help="run directory, new or empty (default: runs/PRESET-TIME)"
+    )
+    parser.add_argument(
+        "--overwrite", action="store_true",
+        help="start over in an --out folder that holds a run, deleting its weights and checkpoints",
+    )  # fmt: skip
+    parser.add_argument(
+        "--resume", type=path_argument, metavar="DIR",
         help="continue the run in DIR from its newest intact checkpoint, with the settings "
         "in DIR/config.json (only --data-dir and --progress may be given with it)",
     )  # fmt: skip
@@ -48,21 +60,27 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--progress", action=argparse.BooleanOptionalAction, default=None,
         help="progress bar (default: when stderr is a terminal)",
     )  # fmt: skip
+    parser.add_argument(
+        "--json", action="store_true", help="print the run's summary as one JSON object"
+    )
+    shown = get_preset(DEFAULT_PRESET)
     for section in ("data", "model", "train"):
         group = parser.add_argument_group(f"{section} options")
         for field_section, field in option_fields().values():
             if field_section == section:
-                _add_field_option(group, section, field)
-    parser.set_defaults(handler=run)
+                default = getattr(getattr(shown, section), field.name)
+                _add_field_option(group, section, field, default)
+    parser.set_defaults(handler=run, next_step=next_step)
 
 
-def _add_field_option(group, section: str, field: dataclasses.Field) -> None:
+def _add_field_option(group, section: str, field: dataclasses.Field, default) -> None:
     flag = "--" + field.name.replace("_", "-")
-    default = field.default if field.default is not dataclasses.MISSING else None
     help_text = f"{field.metadata.get('help', '')} (default: {_show(default)})"
     if field_type(section, field.name) is bool:
         group.add_argument(flag, dest=field.name, action=argparse.BooleanOptionalAction,
                            default=None, help=help_text)  # fmt: skip
+    elif choices := field.metadata.get("choices"):
+        group.add_argument(flag, dest=field.name, default=None, choices=choices, help=help_text)
     else:
         group.add_argument(flag, dest=field.name, default=None, metavar=_metavar(section, field),
                            help=help_text)  # fmt: skip
@@ -82,7 +100,7 @@ def _show(value) -> str:
 
 
 def resolve_config(args: argparse.Namespace) -> RunConfig:
-    config = get_preset(args.preset or "default")
+    config = get_preset(args.preset or DEFAULT_PRESET)
     if args.config is not None:
         config = load_toml(args.config, config)
     overrides = {
@@ -94,14 +112,20 @@ def resolve_config(args: argparse.Namespace) -> RunConfig:
 
 
 def run(args: argparse.Namespace) -> int:
-    from seqmnist.training import train
-
     if args.resume is not None:
         return _resume(args)
     config = resolve_config(args)
     out = args.out or Path("runs") / f"{config.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    print(f"training {config.name} -> {out}")
-    return _report(lambda: train(config, out, progress=args.progress), out)
+    from seqmnist.runs import check_new_run_dir
+
+    check_new_run_dir(out, args.overwrite)  # before the slow imports and the data
+    from seqmnist.training import train
+
+    if not args.json:  # with --json, stdout holds the summary alone
+        print(f"training {config.name} -> {out}")
+    return _report(
+        lambda: train(config, out, progress=args.progress, overwrite=args.overwrite), out, args
+    )
 
 
 def _resume(args: argparse.Namespace) -> int:
@@ -111,6 +135,7 @@ def _resume(args: argparse.Namespace) -> int:
             ("--preset", args.preset),
             ("--config", args.config),
             ("--out", args.out),
+            ("--overwrite", args.overwrite or None),
         )
         if value is not None
     ] + [
@@ -123,28 +148,60 @@ def _resume(args: argparse.Namespace) -> int:
             f"--resume continues {args.resume} with the settings in its config.json, so "
             f"{', '.join(given)} cannot be given with it (only --data-dir and --progress can)"
         )
+    if not args.resume.is_dir():
+        what = "is a file" if args.resume.exists() else "does not exist"
+        raise RunError(
+            f"--resume {args.resume} {what}; give the run folder that train wrote (its --out)"
+        )
+    from seqmnist.runs import read_config
+
+    name = read_config(args.resume).name
     from seqmnist.api import resume
 
-    print(f"resuming {read_config(args.resume).name} in {args.resume}")
+    if not args.json:
+        print(f"resuming {name} in {args.resume}")
     return _report(
-        lambda: resume(args.resume, data_dir=args.data_dir, progress=args.progress), args.resume
-    )
+        lambda: resume(args.resume, data_dir=args.data_dir, progress=args.progress),
+        args.resume, args,
+    )  # fmt: skip
 
 
-def _report(train: Callable[[], TrainResult], out: Path) -> int:
-    """Run ``train``; print its summary, or how to resume it if a signal stopped it."""
+def _report(train: Callable[[], TrainResult], out: Path, args: argparse.Namespace) -> int:
+    """Run ``train``; print its summary, or how to go on if a signal stopped it."""
     try:
         result = train()
     except TrainingInterrupted as stopped:
+        # The process is on its way out; a second signal must not cut the message short.
+        for number in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(number, signal.SIG_IGN)
         print(f"seqmnist: {stopped}", file=sys.stderr)
         return stopped.exit_code
-    summary = result.summary
-    print(json.dumps({key: summary[key] for key in (
-        "test_accuracy", "test_loss", "val_accuracy", "params", "train_seconds", "samples_per_second"
-    )}))  # fmt: skip
-    print(
-        f"test accuracy {summary['test_accuracy']:.4f} "
-        f"(best validation {summary['val_accuracy']:.4f} at step {summary['best_step']}) "
-        f"in {summary['train_seconds']:.1f} s; run written to {out}"
-    )
+    if args.json:
+        print(json.dumps(result.summary))
+    else:
+        print(format_summary(result.summary, out))
     return 0
+
+
+def next_step(args: argparse.Namespace) -> str:
+    """What to do after Ctrl-C outside the training loop (importing, loading data, saving)."""
+    from seqmnist.runs import CONFIG_FILE
+
+    out = args.resume or args.out
+    if out is not None and (out / CONFIG_FILE).is_file():
+        return f"continue with: seqmnist train --resume {shlex.quote(str(out))}"
+    return "nothing was written: run the same command again"
+
+
+def format_summary(summary: dict, out: Path) -> str:
+    runtime = summary["runtime"]
+    quoted = shlex.quote(str(out))
+    return "\n".join([
+        f"test accuracy {summary['test_accuracy']:.4f}, loss {summary['test_loss']:.4f} "
+        f"(the weights best on validation: {summary['val_accuracy']:.4f} at step "
+        f"{summary['best_step']:,})",
+        f"{summary['steps']:,} steps in {summary['train_seconds']:.1f} s "
+        f"({summary['samples_per_second']:,.0f} samples/s) on {runtime['device']}, "
+        f"{runtime['precision']}, {runtime['threads']} threads; {summary['params']:,} parameters",
+        f"run written to {out}; `seqmnist eval {quoted}` reproduces the test figures",
+    ])  # fmt: skip

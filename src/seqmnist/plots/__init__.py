@@ -11,7 +11,9 @@ import numpy as np
 import torch
 
 from seqmnist.data import load_dataset
+from seqmnist.errors import ConfigError
 from seqmnist.evaluation import to_unit_float
+from seqmnist.files import check_writable_folder
 from seqmnist.plots.curves import curves_figure, read_metrics
 from seqmnist.plots.digits import confusion_figure, misclassified_figure
 from seqmnist.plots.figures import save_png
@@ -22,22 +24,33 @@ from seqmnist.use.predict import softmax_in_batches
 
 __all__ = ["steps_figure", "write_run_plots"]
 
+# steps.png shows this many test digits, one of each class, unless told otherwise.
+EXAMPLES = 4
+
 
 def write_run_plots(
     run_dir: Path | str,
     out_dir: Path | str | None = None,
     *,
     data_dir: str | None = None,
-    examples: int = 4,
+    examples: int | None = None,
 ) -> list[Path]:
     """Write curves.png, confusion.png, misclassified.png and steps.png; return their paths.
 
     ``out_dir`` defaults to RUN/plots. The test-set pictures need the run's dataset.
+    steps.png shows the first test digit of each of ``examples`` classes (default:
+    EXAMPLES, or every class if the run has fewer). A bad ``examples`` or an
+    ``out_dir`` that cannot be written is an error before any slow work.
     """
     run = load_run(run_dir)
+    classes = run.info.num_classes
+    examples = _check_examples(examples, classes)
     out = Path(out_dir) if out_dir is not None else run.directory / "plots"
+    check_writable_folder(out, "--out")
     name = run.directory.name
-    paths = [save_png(curves_figure(read_metrics(run.directory), name), out / "curves.png")]
+    # Every figure is drawn before any is saved: a failure on the way (a missing
+    # dataset) leaves no partial set of pictures behind.
+    figures = {"curves.png": curves_figure(read_metrics(run.directory), name)}
     data = run.config.data
     images, labels = load_dataset(
         data.dataset, data_dir or data.data_dir, data.validation_size
@@ -45,23 +58,32 @@ def write_run_plots(
     pixels = to_unit_float(torch.from_numpy(images))  # (N, H, W) in [0, 1]
     probabilities = softmax_in_batches(run.model, pixels, run.config.train.eval_batch_size).numpy()
     predicted = probabilities.argmax(axis=1)  # (N,)
-    classes = run.info.num_classes
     confusion = np.bincount(labels * classes + predicted, minlength=classes**2)
     confusion = confusion.reshape(classes, classes)  # (true, predicted)
     accuracy = float(np.trace(confusion) / len(labels))
     title = f"{name}: test accuracy {accuracy:.2%} ({len(labels) - np.trace(confusion)} wrong)"
     names = run.info.class_names
-    paths.append(
-        save_png(confusion_figure(confusion.tolist(), names, title), out / "confusion.png")
+    figures["confusion.png"] = confusion_figure(confusion.tolist(), names, title)
+    mistakes_title = f"{name}: the most confident mistakes (predicted, true)"
+    figures["misclassified.png"] = misclassified_figure(
+        images, labels, probabilities, names, mistakes_title
     )
-    mistakes = misclassified_figure(images, labels, probabilities, names,
-                                    f"{name}: the most confident mistakes (predicted, true)")  # fmt: skip
-    paths.append(save_png(mistakes, out / "misclassified.png"))
     chosen = _one_per_class(labels, examples)
     explanations = explain(run.model, pixels[chosen].numpy(), [f"test #{i}" for i in chosen], names)
     titles = [f"test image {i} (true {names[labels[i]]})" for i in chosen]
-    paths.append(save_png(steps_figure(explanations, titles), out / "steps.png"))
-    return paths
+    figures["steps.png"] = steps_figure(explanations, titles)
+    return [save_png(figure, out / file_name, "--out") for file_name, figure in figures.items()]
+
+
+def _check_examples(examples: int | None, classes: int) -> int:
+    if examples is None:
+        return min(EXAMPLES, classes)
+    if not 1 <= examples <= classes:
+        raise ConfigError(
+            f"--examples must be between 1 and {classes}, the run's number of classes "
+            f"(steps.png shows one test digit of each), got {examples}"
+        )
+    return examples
 
 
 def _one_per_class(labels: np.ndarray, count: int) -> list[int]:

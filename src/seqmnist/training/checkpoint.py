@@ -33,11 +33,10 @@ from safetensors.torch import load as load_tensors
 from seqmnist.config import RunConfig
 from seqmnist.errors import RunError
 from seqmnist.files import atomic_write_bytes
-from seqmnist.runs import safetensors_bytes
+from seqmnist.runs import CHECKPOINT_DIR, safetensors_bytes
 
 logger = logging.getLogger("seqmnist.train")
 
-CHECKPOINT_DIR = "checkpoints"
 FORMAT = "seqmnist-checkpoint"
 VERSION = 1
 KEEP = 2
@@ -125,7 +124,7 @@ class CheckpointStore:
         if not paths:
             raise RunError(
                 f"{self.run_dir} has no checkpoint to resume from (no {CHECKPOINT_DIR}/step-*.json); "
-                "it stopped before its first checkpoint: train it again"
+                "it stopped before its first checkpoint"
             )
         problems = []
         for path in reversed(paths):
@@ -140,7 +139,7 @@ class CheckpointStore:
                 self._set_aside_newer_than(checkpoint.step)
             return checkpoint
         raise RunError(
-            f"no usable checkpoint in {self.directory}: " + "; ".join(problems) + "; train it again"
+            f"no usable checkpoint in {self.directory}: " + "; ".join(problems) + "; train it again with --overwrite"
         )
 
     def paths(self) -> list[Path]:

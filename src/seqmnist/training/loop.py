@@ -12,9 +12,9 @@ from typing import Any
 import torch
 
 from seqmnist.config import TrainConfig
-from seqmnist.device import resolve_precision
-from seqmnist.errors import RunError, TrainingDiverged, TrainingInterrupted
-from seqmnist.evaluation import Evaluation, evaluate
+from seqmnist.errors import NonFiniteOutputs, RunError, TrainingDiverged, TrainingInterrupted
+from seqmnist.evaluation import DeviceSplit, Evaluation, evaluate
+from seqmnist.runtime import Runtime
 from seqmnist.training.checkpoint import Checkpoint, CheckpointStore
 from seqmnist.training.interrupts import StopRequests
 from seqmnist.training.optim import build_optimizer, build_schedule
@@ -25,21 +25,22 @@ class TrainingLoop:
     """Step through the budget, validating at every epoch end and keeping the best weights."""
 
     def __init__(
-        self, config: TrainConfig, model, train_split, val_split, num_classes, total_steps, log,
+        self, config: TrainConfig, runtime: Runtime, model, train_split: DeviceSplit,
+        val_split: DeviceSplit, num_classes: int, total_steps: int, log,
         checkpoints: CheckpointStore | None = None,
     ):  # fmt: skip
         self.config = config
+        self.runtime = runtime
         self.model = model
         self.train_split = train_split
         self.val_split = val_split
         self.num_classes = num_classes
         self.total_steps = total_steps
         self.log = log
-        self.device = train_split.labels.device
+        self.device = runtime.device
         self.optimizer = build_optimizer(model, config, self.device)
         self.schedule = build_schedule(self.optimizer, config, total_steps)
-        self.precision = resolve_precision(config.precision, self.device)  # auto -> fp32/bf16
-        self.step_fn = TrainStep(model, self.optimizer, self.schedule, config, self.precision)
+        self.step_fn = TrainStep(model, self.optimizer, self.schedule, config, runtime)
         # The data order has its own generator so it does not shift with dropout or init.
         self.order_generator = torch.Generator().manual_seed(config.seed)
         self.batch_size = min(config.batch_size, len(train_split))
@@ -124,11 +125,16 @@ class TrainingLoop:
         return round(self.step / self.steps_per_epoch, 4)
 
     def _end_epoch(self, train_loss: float) -> None:
-        validation = evaluate(
-            self.model, self.val_split.images, self.val_split.labels, split="val",
-            num_classes=self.num_classes, batch_size=self.config.eval_batch_size,
-            precision=self.config.precision,
-        )  # fmt: skip
+        try:
+            validation = evaluate(
+                self.model, self.val_split.images, self.val_split.labels, split="val",
+                num_classes=self.num_classes, batch_size=self.config.eval_batch_size,
+            )  # fmt: skip
+        except NonFiniteOutputs as error:
+            raise TrainingDiverged(
+                f"training stopped at step {self.step}: {error}; try a lower --lr "
+                f"(now {self.config.lr:g}) and train again"
+            ) from None
         self.log.record({
             "kind": "epoch",
             "step": self.step,

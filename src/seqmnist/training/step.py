@@ -7,8 +7,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from seqmnist.config import TrainConfig
-from seqmnist.device import autocast
-from seqmnist.evaluation import to_unit_float
+from seqmnist.model.inputs import to_unit_float
+from seqmnist.runtime import Runtime
 
 
 class TrainStep:
@@ -20,20 +20,20 @@ class TrainStep:
         optimizer: torch.optim.Optimizer,
         schedule: torch.optim.lr_scheduler.LRScheduler | None,
         config: TrainConfig,
-        precision: str,
+        runtime: Runtime,
     ) -> None:
         self.model = model
         self.optimizer = optimizer
         self.schedule = schedule
         self.grad_clip = config.grad_clip
-        self.precision = precision
+        self.runtime = runtime
         self.parameters = [parameter for parameter in model.parameters() if parameter.requires_grad]
 
     def __call__(
         self, images: torch.Tensor, labels: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Train on uint8 ``images`` (B, H, W) and ``labels`` (B,); returns (loss, correct count)."""
-        with autocast(images.device, self.precision):
+        with self.runtime.autocast():
             logits = self.model(to_unit_float(images))  # (B, C)
         # The loss is taken in fp32 whatever the matmul precision.
         loss = F.cross_entropy(logits.float(), labels)

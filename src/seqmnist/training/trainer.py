@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -11,23 +12,25 @@ from typing import Any
 import torch
 from torch import nn
 
-import seqmnist
 from seqmnist.config import RunConfig
 from seqmnist.data import ImageSplits, load_dataset
-from seqmnist.device import resolve_device
-from seqmnist.errors import RunError, StorageError
-from seqmnist.evaluation import Evaluation, evaluate
-from seqmnist.files import atomic_write_json, describe_write_error
+from seqmnist.errors import RunError
+from seqmnist.evaluation import DeviceSplit, Evaluation, evaluate
+from seqmnist.files import atomic_write_json
 from seqmnist.model import count_parameters
 from seqmnist.runs import (
+    CONFIG_FILE,
     METRICS_FILE,
     SUMMARY_FILE,
     WEIGHTS_FILE,
     ModelInfo,
     build_model,
+    check_new_run_dir,
+    make_run_dir,
     save_weights,
-    write_config,
+    weights_damage,
 )
+from seqmnist.runtime import Runtime
 from seqmnist.training.checkpoint import CheckpointStore
 from seqmnist.training.loop import TrainingLoop
 from seqmnist.training.progress import (
@@ -37,6 +40,9 @@ from seqmnist.training.progress import (
     TensorBoardLog,
     keep_records_through,
 )
+from seqmnist.version import package_version
+
+logger = logging.getLogger("seqmnist.train")
 
 
 @dataclass(frozen=True)
@@ -50,21 +56,6 @@ class TrainResult:
     summary: dict[str, Any]
 
 
-@dataclass
-class DeviceSplit:
-    """A split kept whole on the device as uint8; batches are converted as they are drawn."""
-
-    images: torch.Tensor  # (N, H, W) uint8
-    labels: torch.Tensor  # (N,) int64
-
-    @classmethod
-    def from_arrays(cls, images, labels, device: torch.device) -> DeviceSplit:
-        return cls(torch.from_numpy(images).to(device), torch.from_numpy(labels).long().to(device))
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-
 def train(
     config: RunConfig,
     out_dir: Path | str | None = None,
@@ -73,49 +64,59 @@ def train(
     progress: bool | None = None,
     callbacks: tuple[Callable[[Record], None], ...] = (),
     resume: bool = False,
+    overwrite: bool = False,
     model: nn.Module | None = None,
+    runtime: Runtime | None = None,
 ) -> TrainResult:
     """Train ``config``; with ``out_dir``, write the run there. Returns the best-validation model.
 
     With ``out_dir``, the training state is checkpointed (every ``checkpoint_every``
     steps and at each epoch end) and SIGINT/SIGTERM stop it after a checkpoint.
     ``resume`` continues the run in ``out_dir`` from its newest intact checkpoint;
-    the result is the same as if it had never stopped. ``model`` trains a model
-    built elsewhere (it must match ``config.model``), so the caller keeps a handle on it.
+    the result is the same as if it had never stopped. A folder that already holds
+    files is refused unless ``overwrite`` is set and it holds a run, which is then
+    replaced. ``model`` trains a model built elsewhere (it must match
+    ``config.model``), so the caller keeps a handle on it. ``runtime`` defaults
+    to what ``config.train`` asks for on this machine.
     """
     called = time.perf_counter()
     if resume and out_dir is None:
         raise ValueError("resume needs the run directory as out_dir")
+    # Checked before any work, so a refused folder costs nothing and loses nothing.
+    run_dir = _check_run_dir(out_dir, resume, overwrite)
+    runtime = runtime or Runtime.for_training(config.train)
     torch.manual_seed(config.train.seed)
-    device = resolve_device(config.train.device)
     if splits is None:
         splits = load_dataset(
             config.data.dataset, config.data.data_dir, config.data.validation_size
         )
     info = ModelInfo(splits.image_shape, tuple(splits.class_names))
-    model = (model if model is not None else build_model(config.model, info)).to(device)
+    model = (model if model is not None else build_model(config.model, info)).to(runtime.device)
     train_split, val_split, test_split = (
-        DeviceSplit.from_arrays(*splits.split(name), device) for name in ("train", "val", "test")
+        DeviceSplit.from_arrays(*splits.split(name), runtime.device)
+        for name in ("train", "val", "test")
     )
-    run_dir = _prepare_run_dir(out_dir, config, resume)
+    if run_dir is not None and not resume:
+        make_run_dir(run_dir, config, overwrite=overwrite)
     total_steps = config.train.total_steps(len(train_split))
     checkpoints = None
     if run_dir is not None:
         shapes = {name: tuple(tensor.shape) for name, tensor in model.state_dict().items()}
         checkpoints = CheckpointStore(run_dir, config, shapes)
-    start = checkpoints.latest() if resume else None
+    start = _resume_point(run_dir, checkpoints) if resume else None
     if start is not None:
         keep_records_through(run_dir / METRICS_FILE, start.step)
     elif checkpoints is not None:
         checkpoints.clear()
+        (run_dir / METRICS_FILE).unlink(missing_ok=True)
     if config.train.tensorboard and run_dir is not None:
         purge_after = start.step if start is not None else None
         callbacks = (*callbacks, TensorBoardLog(run_dir / TENSORBOARD_DIR, purge_after))
     log = MetricsLog(run_dir / METRICS_FILE if run_dir else None, total_steps, progress, callbacks)
     try:
         loop = TrainingLoop(
-            config.train, model, train_split, val_split, info.num_classes, total_steps, log,
-            checkpoints,
+            config.train, runtime, model, train_split, val_split, info.num_classes, total_steps,
+            log, checkpoints,
         )  # fmt: skip
         if start is not None:
             loop.restore(start)
@@ -127,40 +128,52 @@ def train(
         log.close()
     model.load_state_dict(loop.best_state)
     validation = loop.best_validation
+    # The same call, on the same weights and data, as `seqmnist eval` makes.
     test = evaluate(
         model, test_split.images, test_split.labels, split="test", num_classes=info.num_classes,
-        batch_size=config.train.eval_batch_size, precision=config.train.precision,
+        batch_size=config.train.eval_batch_size,
     )  # fmt: skip
-    summary = _summary(config, model, loop, validation, test, train_seconds, device)
+    summary = _summary(config, runtime, model, loop, validation, test, train_seconds)
     summary["setup_seconds"] = setup_seconds
     if run_dir is not None:
-        save_weights(run_dir / WEIGHTS_FILE, model, info)
+        # The checksum in summary.json is how eval, predict and export know the
+        # weights they read are the ones written here.
+        summary["checksums"] = {WEIGHTS_FILE: save_weights(run_dir / WEIGHTS_FILE, model, info)}
         atomic_write_json(run_dir / SUMMARY_FILE, summary)
     return TrainResult(config, run_dir, model, info, validation, test, summary)
 
 
-def _prepare_run_dir(out_dir: Path | str | None, config: RunConfig, resume: bool) -> Path | None:
+def _check_run_dir(out_dir: Path | str | None, resume: bool, overwrite: bool) -> Path | None:
     if out_dir is None:
         return None
+    if str(out_dir) == "":
+        raise RunError("the run directory is an empty path; give a folder name, e.g. runs/mine")
     run_dir = Path(out_dir)
     if resume:
         if not run_dir.is_dir():
             raise RunError(f"run directory {run_dir} does not exist; give the --out of a run")
+        if not (run_dir / CONFIG_FILE).is_file():
+            raise RunError(f"{run_dir} holds no run to resume (no {CONFIG_FILE}); give the --out of a run")
+        if (damage := weights_damage(run_dir)) is not None:
+            logger.warning("%s; resuming rewrites it from the last checkpoint", damage)
         return run_dir
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise StorageError(describe_write_error(run_dir, error)) from None
-    # A new run in an old directory: nothing of the old run may be mistaken for this one's.
-    for name in (METRICS_FILE, WEIGHTS_FILE, SUMMARY_FILE):
-        (run_dir / name).unlink(missing_ok=True)
-    write_config(run_dir, config)
+    check_new_run_dir(run_dir, overwrite)
     return run_dir
 
 
+def _resume_point(run_dir: Path, checkpoints: CheckpointStore):
+    """The checkpoint to go on from; None for a run stopped before its first one."""
+    if not checkpoints.paths():
+        # Said quietly: the CLI has already printed that it is resuming this run.
+        logger.debug("%s stopped before its first checkpoint: starting it from step 0", run_dir)
+        return None
+    return checkpoints.latest()
+
+
 def _summary(
-    config, model, loop: TrainingLoop, validation, test, train_seconds, device
-) -> dict[str, Any]:
+    config: RunConfig, runtime: Runtime, model: nn.Module, loop: TrainingLoop,
+    validation: Evaluation, test: Evaluation, train_seconds: float,
+) -> dict[str, Any]:  # fmt: skip
     samples = loop.step * loop.batch_size
     return {
         "preset": config.name,
@@ -174,8 +187,6 @@ def _summary(
         "best_step": loop.best_step,
         "train_seconds": train_seconds,
         "samples_per_second": samples / train_seconds,
-        "device": str(device),
-        "precision": loop.precision,
-        "torch_version": torch.__version__,
-        "seqmnist_version": seqmnist.__version__,
+        "runtime": runtime.to_dict(),
+        "seqmnist_version": package_version(),
     }

@@ -25,7 +25,7 @@ import torch
 import seqmnist
 from seqmnist.data import load_dataset
 from seqmnist.errors import ExportError
-from seqmnist.files import atomic_write
+from seqmnist.files import atomic_write, check_writable_file, make_folder
 from seqmnist.model import RecurrentClassifier
 from seqmnist.runs import ModelInfo, load_run
 
@@ -61,12 +61,13 @@ def export_onnx(
     """Write ``model`` to ``path`` as ONNX once onnxruntime agrees with PyTorch on ``check_images``.
 
     ``check_images`` are float32 (N, H, W) in [0, 1]. The file appears whole or
-    not at all: a failed check leaves nothing behind.
+    not at all: a failed check leaves nothing behind. A place that cannot be
+    written is a StorageError naming ``--out``.
     """
     onnx, onnxruntime = _import_onnx()
     model = model.cpu().eval()
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_folder(path.parent)
     check_images = np.ascontiguousarray(check_images, dtype=np.float32)
     differences: dict[int, float] = {}
 
@@ -153,6 +154,7 @@ def export_run(
     if check_images < 1:
         raise ExportError(f"--check-images must be at least 1, got {check_images}")
     run = load_run(run_dir)
+    check_writable_file(Path(path))  # before the dataset is read and the model traced
     data = run.config.data
     splits = load_dataset(data.dataset, data_dir or data.data_dir, data.validation_size)
     images, _ = splits.split("test")

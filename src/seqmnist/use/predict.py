@@ -12,6 +12,7 @@ from PIL import Image
 from torch import nn
 
 from seqmnist.runs import LoadedRun, load_run
+from seqmnist.runtime import Runtime
 from seqmnist.use.explain import Explanation, explain
 from seqmnist.use.preprocess import load_image, prepare_image
 
@@ -62,7 +63,12 @@ class Predictor:
         self.batch_size = batch_size
 
     @classmethod
-    def from_run(cls, run_dir: Path | str, device: torch.device | str = "cpu") -> Predictor:
+    def from_run(cls, run_dir: Path | str, runtime: Runtime | None = None) -> Predictor:
+        """Load a run for prediction on ``runtime``'s device (default: the CPU).
+
+        Probabilities are computed in fp32, as every reported figure is.
+        """
+        device = runtime.device if runtime is not None else torch.device("cpu")
         return cls(load_run(run_dir, device))
 
     @property

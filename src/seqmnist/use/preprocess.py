@@ -16,6 +16,7 @@ The result is float32 (height, width) in [0, 1], as IDX images scaled by 1/255.
 
 from __future__ import annotations
 
+import re
 import warnings
 from pathlib import Path
 
@@ -60,10 +61,10 @@ def open_image(path: Path | str) -> Image.Image:
             # Sizes are checked below, against a tighter limit than Pillow's warning.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             image = Image.open(path, formats=FORMATS)
-    except Image.DecompressionBombError:
+    except Image.DecompressionBombError as error:
         raise ImageError(
-            f"{name} claims over {2 * Image.MAX_IMAGE_PIXELS / 1e6:.0f} MP, far more than any "
-            "photo (a decompression bomb?); refusing to decode it"
+            f"{name} claims {_claimed_size(error)}, over the {MAX_PIXELS / 1e6:.0f} MP limit and "
+            "far more than any photo (a decompression bomb?); refusing to decode it"
         ) from None
     except UnidentifiedImageError:
         raise ImageError(f"{name} is not a PNG, JPEG, BMP, GIF or WebP image") from None
@@ -79,6 +80,15 @@ def open_image(path: Path | str) -> Image.Image:
             f"{name} is damaged or truncated ({error}); copy or export it again"
         ) from None
     return ImageOps.exif_transpose(image)
+
+
+def _claimed_size(error: Image.DecompressionBombError) -> str:
+    """The size the image claims, as Pillow reports it when refusing to open it."""
+    # Pillow says "Image size (400000000 pixels) exceeds limit of ...".
+    match = re.search(r"\((\d+) pixels\)", str(error))
+    if match is None:
+        return f"over {2 * Image.MAX_IMAGE_PIXELS / 1e6:.0f} MP"  # Pillow's own bomb limit
+    return f"{int(match.group(1)) / 1e6:.0f} MP"
 
 
 def _check_geometry(image: Image.Image, name: str) -> None:

@@ -1,0 +1,23 @@
+"""Argument types shared by the commands."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def path_argument(text: str) -> Path:
+    """A path option's value; an empty string is refused (Path("") would mean the current folder)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty path was given; name a file or folder")
+    return Path(text)
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
