@@ -21,4 +21,23 @@ def test_short_mnist_run_learns_and_eval_reproduces_the_summary(mnist_dir, tmp_p
     evaluation = json.loads(capsys.readouterr().out)
     assert evaluation["n"] == 10_000
     assert evaluation["accuracy"] == summary["test_accuracy"]
-    assert evaluation["loss"] == pytest.approx(summary["test_loss"], rel=1e-6)
+    assert evaluation["loss"] == summary["test_loss"]  # the same evaluation, exactly
+
+
+@pytest.mark.slow
+def test_eval_on_the_test_split_needs_only_the_test_files(mnist_run, tmp_path, capsys):
+    only_test = tmp_path / "only-test"
+    only_test.mkdir()
+    source = json.loads((mnist_run / "config.json").read_text())["data"]["data_dir"]
+    for name in ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
+        (only_test / name).symlink_to(f"{source}/{name}")
+    capsys.readouterr()
+    assert main(["eval", str(mnist_run), "--data-dir", str(only_test), "--json"]) == 0
+    evaluation = json.loads(capsys.readouterr().out)
+    summary = json.loads((mnist_run / "summary.json").read_text())
+    assert (evaluation["accuracy"], evaluation["loss"]) == (
+        summary["test_accuracy"], summary["test_loss"]
+    )  # fmt: skip
+    assert sorted(path.name for path in only_test.iterdir()) == [
+        "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"
+    ]  # nothing was downloaded  # fmt: skip

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from seqmnist.config import RunConfig, apply_overrides
-from seqmnist.data import load_dataset
+from seqmnist.data import load_split
 from seqmnist.evaluation import DeviceSplit, Evaluation, evaluate
 from seqmnist.presets import get_preset
 from seqmnist.runs import load_run, read_config
@@ -75,12 +75,15 @@ def evaluate_run(
     """
     run = load_run(run_dir)
     config = run.config
-    runtime = runtime or Runtime.resolve(device or config.train.device, threads=config.train.threads)
-    splits = load_dataset(
-        config.data.dataset, data_dir or config.data.data_dir, config.data.validation_size
+    runtime = runtime or Runtime.resolve(
+        device or config.train.device, threads=config.train.threads
     )
-    images, labels = splits.split(split)
-    data = DeviceSplit.from_arrays(images, labels, runtime.device)
+    # Only the split's own files are read (the test split needs no training files).
+    loaded = load_split(
+        config.data.dataset, data_dir or config.data.data_dir, config.data.validation_size, split
+    )
+    run.info.check_data(loaded.images, loaded.labels, f"the {split} split of {config.data.dataset}")
+    data = DeviceSplit.from_arrays(loaded.images, loaded.labels, runtime.device)
     return evaluate(
         run.model.to(runtime.device), data.images, data.labels, split=split,
         num_classes=run.info.num_classes, batch_size=config.train.eval_batch_size,

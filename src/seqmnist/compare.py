@@ -10,7 +10,7 @@ from typing import Any
 
 from seqmnist.errors import RunError
 from seqmnist.model import count_parameters
-from seqmnist.runs import load_run
+from seqmnist.runs import SUMMARY_FILE, load_run
 
 # Summary entries shown for every run, in this order.
 RESULTS = ("test_accuracy", "val_accuracy", "test_loss", "train_seconds", "samples_per_second")
@@ -43,10 +43,27 @@ def compare_runs(run_dirs: Sequence[Path | str]) -> Comparison:
         if len({json.dumps(config.get(key)) for config in configs}) > 1
     }
     summaries = [run.summary or {} for run in runs]
-    results = {key: tuple(summary.get(key) for summary in summaries) for key in RESULTS}
+    results = {
+        key: tuple(
+            _number(summary, key, run.directory)
+            for summary, run in zip(summaries, runs, strict=True)
+        )
+        for key in RESULTS
+    }
     # Counted from the weights, so a run without a summary still has it.
     results["params"] = tuple(count_parameters(run.model) for run in runs)
     return Comparison(tuple(str(run_dir) for run_dir in run_dirs), differences, results)
+
+
+def _number(summary: dict[str, Any], key: str, run_dir: Path) -> float | None:
+    """A summary figure, or None where the run has none; anything else is a damaged summary."""
+    value = summary.get(key)
+    if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+        raise RunError(
+            f"{run_dir / SUMMARY_FILE} is damaged: {key} is {value!r}, not a number; "
+            "train the run again, or compare without it"
+        )
+    return value
 
 
 def _flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -162,8 +162,13 @@ class TrainConfig:
         budgets = [b for b in (self.epochs, self.steps, self.samples) if b is not None]
         _require(len(budgets) == 1, "give exactly one budget: epochs, steps or samples")
         _require(_positive(budgets[0]), f"the training budget must be positive, got {budgets[0]}")
-        _require(self.epochs is None or self.epochs <= MAX_EPOCHS, f"epochs must be at most {MAX_EPOCHS:,}")
-        _require(self.steps is None or self.steps <= MAX_STEPS, f"steps must be at most {MAX_STEPS:.0e}")
+        _require(
+            self.epochs is None or self.epochs <= MAX_EPOCHS,
+            f"epochs must be at most {MAX_EPOCHS:,}",
+        )
+        _require(
+            self.steps is None or self.steps <= MAX_STEPS, f"steps must be at most {MAX_STEPS:.0e}"
+        )
         _require(
             self.samples is None or self.samples <= MAX_STEPS * self.batch_size,
             f"samples must be at most {MAX_STEPS:.0e} batches",
@@ -199,6 +204,10 @@ class RunConfig:
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> RunConfig:
         """Build from nested plain values (config.json); unknown keys are errors."""
+        if not isinstance(values, dict):
+            raise ConfigError(
+                f"a configuration must be a table of settings, not {type(values).__name__}"
+            )
         return apply_overrides(cls(), _flatten(values))
 
 
@@ -248,14 +257,14 @@ def parse_value(section: str, name: str, raw: Any) -> Any:
         hint = next(a for a in args if a is not type(None))
     try:
         return _convert(hint, raw)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise ConfigError(f"{name} got {raw!r}, which is not a valid {_type_name(hint)}") from None
 
 
 def _convert(hint: Any, raw: Any) -> Any:
     if typing.get_origin(hint) is tuple:
         items = raw.split(",") if isinstance(raw, str) else list(raw)
-        return tuple(int(item) for item in items)
+        return tuple(_to_int(item) for item in items)
     if hint is bool:
         if isinstance(raw, bool):
             return raw
@@ -264,14 +273,21 @@ def _convert(hint: Any, raw: Any) -> Any:
             raise ValueError(raw)
         return lowered in ("true", "1", "yes")
     if hint is int:
-        if isinstance(raw, float) and not raw.is_integer():
-            raise ValueError(raw)
-        return int(raw)
+        return _to_int(raw)
     if hint is float:
         if isinstance(raw, bool):
             raise ValueError(raw)
         return float(raw)
     return str(raw)
+
+
+def _to_int(raw: Any) -> int:
+    """A whole number from text or a number; True, 1.5, inf and lists are refused."""
+    if isinstance(raw, bool) or (isinstance(raw, float) and not raw.is_integer()):
+        raise ValueError(raw)  # is_integer() is False for NaN and infinities too
+    if not isinstance(raw, (int, float, str)):
+        raise TypeError(raw)
+    return int(raw)
 
 
 def _type_name(hint: Any) -> str:
@@ -332,6 +348,10 @@ def load_toml(path: Path, base: RunConfig) -> RunConfig:
         values = tomllib.loads(path.read_text())
     except FileNotFoundError:
         raise ConfigError(f"config file {path} does not exist") from None
+    except IsADirectoryError:
+        raise ConfigError(f"config file {path} is a folder; give a TOML file") from None
+    except OSError as error:
+        raise ConfigError(f"config file {path} cannot be read: {error.strerror or error}") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
         raise ConfigError(f"config file {path} is not valid TOML: {error}") from None
     return apply_overrides(base, _flatten(values))

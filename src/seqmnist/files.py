@@ -26,6 +26,9 @@ def atomic_write(path: Path, write: Callable[[Path], None], option: str = "--out
     if _is_folder(path):
         # Caught before ``write`` runs: the rename at the end would fail after all the work.
         raise StorageError(f"{path} is a folder, not a file; choose another {option}")
+    if _is_special(path):
+        # The rename would put a regular file in place of a device such as /dev/null.
+        raise StorageError(_not_a_regular_file(path, option))
     try:
         descriptor, temp_name = tempfile.mkstemp(
             prefix=f".{path.name}.", suffix=".tmp", dir=path.parent
@@ -88,6 +91,8 @@ def check_writable_file(path: Path, option: str = "--out") -> Path:
         raise StorageError(
             f"{path} is a folder, not a file; give {option} a file name (such as one inside it)"
         )
+    if _is_special(path):
+        raise StorageError(_not_a_regular_file(path, option))
     blocker = _file_in_the_way(path.parent)
     if blocker is not None:
         raise StorageError(_not_a_folder(path, blocker, option))
@@ -128,6 +133,10 @@ def _not_a_folder(target: Path, blocker: Path, option: str) -> str:
     )
 
 
+def _not_a_regular_file(path: Path, option: str) -> str:
+    return f"{path} is not a regular file (a device, pipe or socket); choose another {option}"
+
+
 def _nearest_existing(path: Path) -> Path:
     """``path`` or the closest of its parents that exists."""
     for candidate in (path, *path.parents):
@@ -152,6 +161,14 @@ def _exists(path: Path) -> bool:
 def _is_folder(path: Path) -> bool:
     try:
         return path.is_dir()
+    except OSError:
+        return False
+
+
+def _is_special(path: Path) -> bool:
+    """Whether ``path`` exists as something other than a regular file or a folder."""
+    try:
+        return path.exists() and not path.is_file() and not path.is_dir()
     except OSError:
         return False
 

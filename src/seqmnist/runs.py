@@ -23,7 +23,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save
 
 from seqmnist.config import ModelConfig, RunConfig
-from seqmnist.errors import ConfigError, RunError, SeqmnistError, StorageError
+from seqmnist.errors import ConfigError, DataError, RunError, SeqmnistError, StorageError
 from seqmnist.files import atomic_write_bytes, atomic_write_json, describe_write_error
 from seqmnist.model import RecurrentClassifier
 
@@ -62,6 +62,20 @@ class ModelInfo:
             "class_names": json.dumps(list(self.class_names)),
         }
 
+    def check_data(self, images, labels, where: str) -> None:
+        """Refuse data this model cannot read: another image size, or labels past its classes."""
+        if tuple(images.shape[1:]) != self.image_shape:
+            height, width = self.image_shape
+            raise DataError(
+                f"{where} holds {images.shape[1]}x{images.shape[2]} images, but the model was "
+                f"trained on {height}x{width}; give the dataset it was trained on (--data-dir)"
+            )
+        if len(labels) and int(labels.max()) >= self.num_classes:
+            raise DataError(
+                f"{where} has label {int(labels.max())}, but the model knows {self.num_classes} "
+                "classes; give the dataset it was trained on (--data-dir)"
+            )
+
     @classmethod
     def from_metadata(cls, metadata: dict[str, str]) -> ModelInfo:
         height, width = json.loads(metadata["image_shape"])
@@ -85,7 +99,9 @@ def check_model_fits(config: ModelConfig, info: ModelInfo) -> int:
             probe = RecurrentClassifier(config, info.image_shape, info.num_classes)
         parameters = sum(parameter.numel() for parameter in probe.parameters())
     except (RuntimeError, OverflowError, ValueError) as error:
-        raise ConfigError(f"this model cannot be built: {error}; choose smaller --hidden-sizes") from None
+        raise ConfigError(
+            f"this model cannot be built: {error}; choose smaller --hidden-sizes"
+        ) from None
     needed = parameters * TRAINING_BYTES_PER_PARAMETER
     available = _memory_bytes()
     if available is not None and needed > available:

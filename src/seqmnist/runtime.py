@@ -40,7 +40,9 @@ class Runtime:
         torch_device = resolve_device(device)
         if threads is not None:
             torch.set_num_threads(threads)
-        return cls(torch_device, resolve_precision(precision, torch_device), torch.get_num_threads())
+        return cls(
+            torch_device, resolve_precision(precision, torch_device), torch.get_num_threads()
+        )
 
     @classmethod
     def for_training(cls, train_config: Any) -> Runtime:

@@ -42,7 +42,9 @@ def assert_one_line_and_a_next_step(returncode, stderr, next_step):
 def test_ctrl_c_while_starting_a_resume_names_the_resume_command(stripes_dir, tmp_path, delay):
     run_dir = tmp_path / "run"
     run_dir.mkdir()
-    write_config(run_dir, tiny_config(stripes_dir, steps=100_000, checkpoint_every=0, log_every=10_000))
+    write_config(
+        run_dir, tiny_config(stripes_dir, steps=100_000, checkpoint_every=0, log_every=10_000)
+    )
     returncode, stderr = interrupted(["train", "--resume", str(run_dir), "--no-progress"], delay)
     assert_one_line_and_a_next_step(returncode, stderr, f"seqmnist train --resume {run_dir}")
 
@@ -58,7 +60,31 @@ def test_ctrl_c_while_importing_a_new_run_leaves_nothing_and_says_so(stripes_dir
 @pytest.mark.parametrize("command", [["eval", "RUN"], ["presets", "default"]])
 def test_ctrl_c_in_any_command_is_one_line(tmp_path, command):
     argv = [str(tmp_path) if part == "RUN" else part for part in command]
-    returncode, stderr = interrupted(argv, 0.05)
+    # 0.3 s: past the interpreter's own start (before Python sets its SIGINT handler the
+    # signal's default action ends the process, which no program can change).
+    returncode, stderr = interrupted(argv, 0.3)
     if returncode in (0, 2):  # it finished (or failed) before the signal came
         return
     assert_one_line_and_a_next_step(returncode, stderr, "run the command again")
+
+
+def test_sigterm_while_starting_is_one_line_and_exit_143(stripes_dir, tmp_path):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    write_config(run_dir, tiny_config(stripes_dir, steps=100_000, log_every=10_000))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "seqmnist", "train", "--resume", str(run_dir), "--no-progress"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+    try:
+        time.sleep(0.3)  # while torch is imported
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == 143, stderr
+    assert "Traceback" not in stderr
+    assert stderr.strip().splitlines() == [
+        f"seqmnist: terminated (SIGTERM); continue with: seqmnist train --resume {run_dir}"
+    ]

@@ -41,8 +41,12 @@ def wait_for_training(process, run_dir, timeout=60.0):
 
 @pytest.mark.parametrize(
     "signals, exit_code",
-    [((signal.SIGINT,), 130), ((signal.SIGTERM, signal.SIGTERM), 143)],
-    ids=["SIGINT", "SIGTERM twice"],
+    [
+        ((signal.SIGINT,), 130),
+        ((signal.SIGTERM, signal.SIGTERM), 143),
+        ((signal.SIGINT, signal.SIGTERM), 130),
+    ],
+    ids=["SIGINT", "SIGTERM twice", "SIGINT then SIGTERM"],
 )
 def test_a_signalled_training_process_saves_and_a_resume_completes(
     stripes_dir, tmp_path, signals, exit_code, capsys
@@ -60,6 +64,8 @@ def test_a_signalled_training_process_saves_and_a_resume_completes(
     assert "Traceback" not in stderr
     last_line = stderr.strip().splitlines()[-1]
     assert f"resume with: seqmnist train --resume {run_dir}" in last_line
+    # The first signal decides both the message and the exit status.
+    assert f"interrupted by {signals[0].name}" in last_line
     stopped_at = store(run_dir).latest().step  # reads back intact
     assert f"at step {stopped_at};" in last_line
     assert not (run_dir / "model.safetensors").exists()

@@ -62,7 +62,9 @@ def test_overwrite_starts_over_and_leaves_the_users_own_files(stripes_dir, tmp_p
     (run_dir / "notes.txt").write_text("mine")
     assert main(train_argv(stripes_dir, run_dir, "--overwrite")) == 0
     assert (run_dir / "notes.txt").read_text() == "mine"
-    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir())[-1].startswith("step-00000006")
+    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir())[-1].startswith(
+        "step-00000006"
+    )
 
 
 def test_a_folder_that_is_not_a_run_is_refused_even_with_overwrite(stripes_dir, tmp_path, capsys):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from seqmnist.cli.paths import positive_int
+from seqmnist.cli.paths import path_argument, positive_int
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -40,7 +40,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--eval-every", type=positive_int, default=50, help="steps between test checks"
     )
-    parser.add_argument("--data-dir", help="folder with the dataset files")
+    parser.add_argument("--data-dir", type=path_argument, help="folder with the dataset files")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), help="default: auto")
     parser.add_argument("--precision", choices=("auto", "fp32", "bf16"), help="default: auto")
     parser.add_argument(

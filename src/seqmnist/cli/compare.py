@@ -6,6 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
+from seqmnist.cli.paths import path_argument
+
 FORMATS = {
     "test_accuracy": "{:.4f}",
     "val_accuracy": "{:.4f}",
@@ -25,7 +27,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
             "validation accuracy, test loss, training time, throughput and parameter count."
         ),
     )
-    parser.add_argument("run_dirs", type=Path, nargs="+", metavar="RUN", help="run directories")
+    parser.add_argument(
+        "run_dirs", type=path_argument, nargs="+", metavar="RUN", help="run directories"
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.set_defaults(handler=run)
 

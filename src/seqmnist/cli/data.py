@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from seqmnist.cli.paths import path_argument
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -17,7 +19,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         sub = actions.add_parser(action, help=help_text, description=help_text.capitalize() + ".")
         sub.add_argument("--dataset", default="mnist", help="mnist, fashion-mnist, or a folder")
         sub.add_argument(
-            "--data-dir", help="folder for the files (default: $SEQMNIST_DATA_DIR, else cache)"
+            "--data-dir",
+            type=path_argument,
+            help="folder for the files (default: $SEQMNIST_DATA_DIR, else cache)",
         )
         sub.set_defaults(handler=run, preload=("numpy",))
 

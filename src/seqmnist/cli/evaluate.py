@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
+
+from seqmnist.cli.paths import path_argument
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -13,10 +14,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="evaluate a trained run on the test or validation split",
         description="Evaluate a run's saved weights on every image of a split.",
     )
-    parser.add_argument("run_dir", type=Path, metavar="RUN", help="run directory written by train")
+    parser.add_argument(
+        "run_dir", type=path_argument, metavar="RUN", help="run directory written by train"
+    )
     parser.add_argument("--split", choices=("test", "val"), default="test", help="which split")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
-    parser.add_argument("--data-dir", help="folder with the dataset files (default: as trained)")
+    parser.add_argument(
+        "--data-dir", type=path_argument, help="folder with the dataset files (default: as trained)"
+    )
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), help="default: as trained")
     parser.set_defaults(handler=run)
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
+from seqmnist.cli.paths import path_argument
 from seqmnist.cli.startup import PRELOAD
 
 
@@ -19,16 +19,20 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
             "at batch sizes 1, 7 and 64."
         ),
     )
-    parser.add_argument("run_dir", type=Path, metavar="RUN", help="run directory written by train")
+    parser.add_argument(
+        "run_dir", type=path_argument, metavar="RUN", help="run directory written by train"
+    )
     parser.add_argument(
         "--format", choices=("onnx",), default="onnx", help="file format (default: onnx)"
     )
-    parser.add_argument("--out", type=Path, help="file to write (default: RUN/model.onnx)")
+    parser.add_argument("--out", type=path_argument, help="file to write (default: RUN/model.onnx)")
     parser.add_argument(
         "--check-images", type=int, default=1000,
         help="test images the export is checked on (default: 1000)",
     )  # fmt: skip
-    parser.add_argument("--data-dir", help="folder with the dataset files (default: as trained)")
+    parser.add_argument(
+        "--data-dir", type=path_argument, help="folder with the dataset files (default: as trained)"
+    )
     parser.set_defaults(handler=run, preload=(*PRELOAD, "onnx", "onnxruntime"))
 
 

@@ -10,6 +10,8 @@ def path_argument(text: str) -> Path:
     """A path option's value; an empty string is refused (Path("") would mean the current folder)."""
     if not text.strip():
         raise argparse.ArgumentTypeError("an empty path was given; name a file or folder")
+    if "\0" in text:  # no file name holds one; the OS would refuse it with a ValueError
+        raise argparse.ArgumentTypeError("a path cannot contain a NUL character")
     return Path(text)
 
 

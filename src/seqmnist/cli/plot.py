@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
+from seqmnist.cli.paths import path_argument
 from seqmnist.cli.startup import PRELOAD
 
 
@@ -18,16 +18,22 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
             "probabilities after each step for a few test digits)."
         ),
     )
-    parser.add_argument("run_dir", type=Path, metavar="RUN", help="run directory written by train")
     parser.add_argument(
-        "--out", type=Path, help="folder for the PNGs, created if need be (default: RUN/plots)"
+        "run_dir", type=path_argument, metavar="RUN", help="run directory written by train"
+    )
+    parser.add_argument(
+        "--out",
+        type=path_argument,
+        help="folder for the PNGs, created if need be (default: RUN/plots)",
     )
     parser.add_argument(
         "--examples", type=int, metavar="N",
         help="test digits in steps.png, one of each of N classes, 1 to the run's number "
         "of classes (default: 4, or every class if fewer)",
     )  # fmt: skip
-    parser.add_argument("--data-dir", help="folder with the dataset files (default: as trained)")
+    parser.add_argument(
+        "--data-dir", type=path_argument, help="folder with the dataset files (default: as trained)"
+    )
     parser.set_defaults(handler=run, preload=(*PRELOAD, "PIL.Image", "matplotlib.figure"))
 
 

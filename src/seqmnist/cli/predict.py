@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+from seqmnist.cli.paths import path_argument
 from seqmnist.cli.startup import PRELOAD
 from seqmnist.errors import ConfigError, ImageError
 
@@ -21,8 +22,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
             "cropped to the ink, fitted to 20x20 and centred by mass in 28x28)."
         ),
     )
-    parser.add_argument("run_dir", type=Path, metavar="RUN", help="run directory written by train")
-    parser.add_argument("images", type=Path, nargs="+", metavar="IMAGE", help="image files")
+    parser.add_argument(
+        "run_dir", type=path_argument, metavar="RUN", help="run directory written by train"
+    )
+    parser.add_argument(
+        "images", type=path_argument, nargs="+", metavar="IMAGE", help="image files"
+    )
     parser.add_argument(
         "--json", action="store_true", help="print a JSON list, one object per image"
     )
@@ -36,7 +41,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="show the probabilities after each time step, as a table and a picture",
     )  # fmt: skip
     parser.add_argument(
-        "--explain-dir", type=Path, default=Path("."), metavar="DIR",
+        "--explain-dir", type=path_argument, default=Path("."), metavar="DIR",
         help="folder for the --explain pictures, IMAGE.steps.png, created if need be "
         "(default: .)",
     )  # fmt: skip

@@ -31,7 +31,8 @@ from seqmnist.data.splits import (
     build_splits,
     split_source,
 )
-from seqmnist.errors import DataError
+from seqmnist.errors import DataError, StorageError
+from seqmnist.files import check_writable_folder
 
 logger = logging.getLogger(__name__)
 
@@ -185,6 +186,11 @@ def _source(dataset: str | DatasetSource) -> DatasetSource | None:
     """The built-in or given source, or None for a folder dataset."""
     if isinstance(dataset, DatasetSource):
         return dataset
+    if not dataset.strip():  # Path("") would be the current folder
+        raise DataError(
+            "an empty dataset name was given; give a built-in name "
+            f"({', '.join(BUILTIN_DATASETS)}) or a folder holding the four MNIST-style IDX files"
+        )
     if dataset in BUILTIN_DATASETS:
         return BUILTIN_DATASETS[dataset]
     if Path(dataset).expanduser().is_dir():
@@ -287,6 +293,11 @@ def _download(
     source: DatasetSource, spec: FileSpec, directory: Path, data_dir: str | Path | None
 ) -> Path:
     dest = directory / spec.gz_name
+    try:
+        # Before the network: a folder that cannot take the file fails at once, not after it.
+        check_writable_folder(directory, "--data-dir")
+    except StorageError as error:
+        raise DataError(str(error)) from None
     logger.info("downloading %s of %s into %s", spec.gz_name, source.name, directory)
     check = functools.partial(_check_body, spec)
     advice = f"check the network, or {_advice(source, directory, data_dir)}"

@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from seqmnist.data import load_dataset
+from seqmnist.data import load_split
 from seqmnist.errors import ConfigError
-from seqmnist.evaluation import to_unit_float
 from seqmnist.files import check_writable_folder
+from seqmnist.model.inputs import to_unit_float
 from seqmnist.plots.curves import curves_figure, read_metrics
 from seqmnist.plots.digits import confusion_figure, misclassified_figure
 from seqmnist.plots.figures import save_png
@@ -52,9 +52,9 @@ def write_run_plots(
     # dataset) leaves no partial set of pictures behind.
     figures = {"curves.png": curves_figure(read_metrics(run.directory), name)}
     data = run.config.data
-    images, labels = load_dataset(
-        data.dataset, data_dir or data.data_dir, data.validation_size
-    ).split("test")
+    test = load_split(data.dataset, data_dir or data.data_dir, data.validation_size, "test")
+    run.info.check_data(test.images, test.labels, f"the test split of {data.dataset}")
+    images, labels = test.images, test.labels
     pixels = to_unit_float(torch.from_numpy(images))  # (N, H, W) in [0, 1]
     probabilities = softmax_in_batches(run.model, pixels, run.config.train.eval_batch_size).numpy()
     predicted = probabilities.argmax(axis=1)  # (N,)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from pathlib import Path
 
@@ -10,6 +9,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from seqmnist.errors import RunError
+from seqmnist.metrics import read_records
 from seqmnist.plots.figures import new_figure
 from seqmnist.runs import METRICS_FILE
 
@@ -21,15 +21,7 @@ def read_metrics(run_dir: Path) -> list[dict]:
     path = run_dir / METRICS_FILE
     if not path.exists():
         raise RunError(f"{path} is missing; is {run_dir} a seqmnist run directory?")
-    records = []
-    for line in path.read_text(errors="replace").splitlines():
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            break
-        if isinstance(record, dict) and "kind" in record and "epoch" in record:
-            records.append(record)
-    return records
+    return [record for record in read_records(path) if "epoch" in record]
 
 
 def curves_figure(records: list[dict], title: str) -> Figure:

@@ -139,7 +139,9 @@ class CheckpointStore:
                 self._set_aside_newer_than(checkpoint.step)
             return checkpoint
         raise RunError(
-            f"no usable checkpoint in {self.directory}: " + "; ".join(problems) + "; train it again with --overwrite"
+            f"no usable checkpoint in {self.directory}: "
+            + "; ".join(problems)
+            + "; train it again with --overwrite"
         )
 
     def paths(self) -> list[Path]:

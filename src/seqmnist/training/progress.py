@@ -2,22 +2,20 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from tqdm import tqdm
 
 from seqmnist.errors import ConfigError
 from seqmnist.files import atomic_write_bytes
+from seqmnist.metrics import Record, encode_record, read_records
 
 logger = logging.getLogger("seqmnist.train")
 
-Record = dict[str, Any]
 
 TENSORBOARD_DIR = "tensorboard"  # inside the run directory, with --tensorboard
 
@@ -46,7 +44,7 @@ class MetricsLog:
 
     def record(self, record: Record) -> None:
         if self._handle is not None:
-            self._handle.write(json.dumps(record) + "\n")
+            self._handle.write(encode_record(record))
             self._handle.flush()
         started = time.perf_counter()
         for callback in self.callbacks:
@@ -110,17 +108,8 @@ def keep_records_through(path: Path, step: int) -> None:
     """
     if not path.exists():
         return
-    kept = []
-    for line in path.read_text(errors="replace").splitlines():
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            break
-        record_step = record.get("step") if isinstance(record, dict) else None
-        if not isinstance(record_step, int) or record_step > step:
-            break
-        kept.append(line + "\n")
-    atomic_write_bytes(path, "".join(kept).encode())
+    kept = [record for record in read_records(path) if record["step"] <= step]
+    atomic_write_bytes(path, "".join(map(encode_record, kept)).encode())
 
 
 def format_record(record: Record) -> str:

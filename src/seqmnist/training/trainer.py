@@ -153,7 +153,9 @@ def _check_run_dir(out_dir: Path | str | None, resume: bool, overwrite: bool) ->
         if not run_dir.is_dir():
             raise RunError(f"run directory {run_dir} does not exist; give the --out of a run")
         if not (run_dir / CONFIG_FILE).is_file():
-            raise RunError(f"{run_dir} holds no run to resume (no {CONFIG_FILE}); give the --out of a run")
+            raise RunError(
+                f"{run_dir} holds no run to resume (no {CONFIG_FILE}); give the --out of a run"
+            )
         if (damage := weights_damage(run_dir)) is not None:
             logger.warning("%s; resuming rewrites it from the last checkpoint", damage)
         return run_dir

@@ -22,12 +22,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-import seqmnist
-from seqmnist.data import load_dataset
+from seqmnist.data import load_split
 from seqmnist.errors import ExportError
 from seqmnist.files import atomic_write, check_writable_file, make_folder
 from seqmnist.model import RecurrentClassifier
+from seqmnist.model.inputs import to_unit_float_array
 from seqmnist.runs import ModelInfo, load_run
+from seqmnist.version import package_version
 
 INPUT_NAME = "images"
 OUTPUT_NAME = "logits"
@@ -122,7 +123,7 @@ def _trace_to_onnx(model: RecurrentClassifier, info: ModelInfo, path: Path) -> N
 
 def _metadata(model: RecurrentClassifier, info: ModelInfo) -> dict[str, str]:
     return {
-        "seqmnist_version": seqmnist.__version__,
+        "seqmnist_version": package_version(),
         "class_names": json.dumps(list(info.class_names)),
         "image_shape": json.dumps(list(info.image_shape)),
         "input": "float32 (batch, height, width): pixels / 255",
@@ -156,7 +157,7 @@ def export_run(
     run = load_run(run_dir)
     check_writable_file(Path(path))  # before the dataset is read and the model traced
     data = run.config.data
-    splits = load_dataset(data.dataset, data_dir or data.data_dir, data.validation_size)
-    images, _ = splits.split("test")
-    pixels = images[:check_images].astype(np.float32) / 255.0  # (N, H, W), as to_unit_float
+    test = load_split(data.dataset, data_dir or data.data_dir, data.validation_size, "test")
+    run.info.check_data(test.images, test.labels, f"the test split of {data.dataset}")
+    pixels = to_unit_float_array(test.images[:check_images])  # (N, H, W) in [0, 1]
     return export_onnx(run.model, run.info, path, pixels)
