@@ -1,3 +1,4 @@
+import json
 import os
 from pathlib import Path
 
@@ -67,7 +68,14 @@ def untrained_run(tmp_path):
     import torch
 
     from seqmnist.config import ModelConfig, RunConfig
-    from seqmnist.runs import WEIGHTS_FILE, ModelInfo, build_model, save_weights, write_config
+    from seqmnist.runs import (
+        SUMMARY_FILE,
+        WEIGHTS_FILE,
+        ModelInfo,
+        build_model,
+        save_weights,
+        write_config,
+    )
 
     def make(name="run", image_shape=(28, 28), classes=10, **model_fields) -> Path:
         torch.manual_seed(0)
@@ -76,7 +84,9 @@ def untrained_run(tmp_path):
         run_dir = tmp_path / name
         run_dir.mkdir(parents=True)
         write_config(run_dir, config)
-        save_weights(run_dir / WEIGHTS_FILE, build_model(config.model, info), info)
+        digest = save_weights(run_dir / WEIGHTS_FILE, build_model(config.model, info), info)
+        # A finished run's summary.json, with the checksum every reader checks.
+        (run_dir / SUMMARY_FILE).write_text(json.dumps({"checksums": {WEIGHTS_FILE: digest}}))
         return run_dir
 
     return make

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import torch
 
 from seqmnist.runtime import Runtime, bf16_hardware, onednn_bf16_lstm_works, resolve_precision
@@ -17,7 +19,7 @@ def test_auto_picks_bf16_on_cpu_only_with_native_bf16_and_a_working_onednn_lstm(
 
 def test_native_bf16_means_the_cpu_flags_not_onednn_emulation():
     # oneDNN reports bf16 support on any AVX-512 CPU, where it only emulates it.
-    flags = set(open("/proc/cpuinfo").read().split())
+    flags = set(Path("/proc/cpuinfo").read_text().split())
     assert bf16_hardware(torch.device("cpu")) == bool({"avx512_bf16", "amx_bf16"} & flags)
 
 

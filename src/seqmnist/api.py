@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from seqmnist.config import RunConfig, apply_overrides
-from seqmnist.data import load_split
+from seqmnist.errors import NonFiniteOutputs
 from seqmnist.evaluation import DeviceSplit, Evaluation, evaluate
 from seqmnist.presets import get_preset
-from seqmnist.runs import load_run, read_config
+from seqmnist.runs import load_run, read_config, repair_hint, run_split
 from seqmnist.runtime import Runtime
 from seqmnist.training import TrainResult
 from seqmnist.training import train as _train_config
@@ -73,18 +73,20 @@ def evaluate_run(
     The same evaluation the run's summary.json came from, so on the same
     device the figures agree exactly.
     """
+    if device is not None and runtime is not None:
+        raise ValueError("give device or runtime, not both")
     run = load_run(run_dir)
     config = run.config
+    # Evaluation is fp32 whatever the run trained in; only the device and threads matter.
     runtime = runtime or Runtime.resolve(
-        device or config.train.device, threads=config.train.threads
+        device or config.train.device, "fp32", threads=config.train.threads
     )
-    # Only the split's own files are read (the test split needs no training files).
-    loaded = load_split(
-        config.data.dataset, data_dir or config.data.data_dir, config.data.validation_size, split
-    )
-    run.info.check_data(loaded.images, loaded.labels, f"the {split} split of {config.data.dataset}")
+    loaded = run_split(run, split, data_dir)  # reads only this split's files
     data = DeviceSplit.from_arrays(loaded.images, loaded.labels, runtime.device)
-    return evaluate(
-        run.model.to(runtime.device), data.images, data.labels, split=split,
-        num_classes=run.info.num_classes, batch_size=config.train.eval_batch_size,
-    )  # fmt: skip
+    try:
+        return evaluate(
+            run.model.to(runtime.device), data.images, data.labels, split=split,
+            num_classes=run.info.num_classes, batch_size=config.train.eval_batch_size,
+        )  # fmt: skip
+    except NonFiniteOutputs as error:
+        raise NonFiniteOutputs(f"{error}: {repair_hint(run.directory)}") from None

@@ -8,6 +8,7 @@ run writes the resolved result to its config.json.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import typing
 from dataclasses import dataclass, field
@@ -35,6 +36,8 @@ MAX_LAYER_WIDTH = 1_000_000
 MAX_EPOCHS = 1_000_000
 MAX_STEPS = 10**10
 MAX_THREADS = 1024
+# The largest finite float32: a bias beyond it cannot be written into the weights.
+FLOAT32_MAX = 3.4028234663852886e38
 
 
 def _help(text: str, choices: tuple[str, ...] | None = None) -> dict[str, Any]:
@@ -95,7 +98,10 @@ class ModelConfig:
             f"hidden_sizes must be positive integers, got {','.join(map(str, self.hidden_sizes))}",
         )
         _require(0.0 <= self.dropout < 1.0, f"dropout must be in [0, 1), got {self.dropout}")
-        _require(math.isfinite(self.forget_bias), "forget_bias must be a finite number")
+        _require(
+            math.isfinite(self.forget_bias) and abs(self.forget_bias) <= FLOAT32_MAX,
+            f"forget_bias must be a finite number that fits in float32 (|x| <= {FLOAT32_MAX:.4g})",
+        )
         _require(
             all(size <= MAX_LAYER_WIDTH for size in self.hidden_sizes),
             f"hidden_sizes must be at most {MAX_LAYER_WIDTH:,} units a layer",
@@ -343,15 +349,23 @@ def _flatten(values: dict[str, Any]) -> dict[str, Any]:
 
 
 def load_toml(path: Path, base: RunConfig) -> RunConfig:
-    """Apply a TOML file ([data], [model], [train] tables) on top of ``base``."""
+    """Apply a config file on top of ``base``: TOML ([data], [model], [train] tables), or
+    a run's config.json (the same tables as JSON), so a run can be trained again as it was.
+    """
     try:
-        values = tomllib.loads(path.read_text())
+        text = path.read_text()
     except FileNotFoundError:
         raise ConfigError(f"config file {path} does not exist") from None
     except IsADirectoryError:
         raise ConfigError(f"config file {path} is a folder; give a TOML file") from None
-    except OSError as error:
-        raise ConfigError(f"config file {path} cannot be read: {error.strerror or error}") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
-        raise ConfigError(f"config file {path} is not valid TOML: {error}") from None
+    except (OSError, UnicodeDecodeError) as error:
+        reason = getattr(error, "strerror", None) or error
+        raise ConfigError(f"config file {path} cannot be read: {reason}") from None
+    try:
+        values = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError) as error:
+        kind = "JSON" if path.suffix == ".json" else "TOML"
+        raise ConfigError(f"config file {path} is not valid {kind}: {error}") from None
+    if not isinstance(values, dict):
+        raise ConfigError(f"config file {path} must hold a table of [data], [model], [train]")
     return apply_overrides(base, _flatten(values))

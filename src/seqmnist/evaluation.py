@@ -17,6 +17,7 @@ from torch import nn
 
 from seqmnist.errors import NonFiniteOutputs
 from seqmnist.model.inputs import to_unit_float
+from seqmnist.runtime import exact_fp32
 
 
 @dataclass(frozen=True)
@@ -83,7 +84,8 @@ def evaluate(
     non_finite = torch.zeros((), device=device, dtype=torch.int64)  # images with a bad logit
     for start in range(0, len(labels), batch_size):
         batch_labels = labels[start : start + batch_size]
-        logits = model(to_unit_float(images[start : start + batch_size])).float()  # (B, C)
+        with exact_fp32():
+            logits = model(to_unit_float(images[start : start + batch_size])).float()  # (B, C)
         non_finite += (~torch.isfinite(logits).all(dim=1)).sum()
         loss_sum += F.cross_entropy(logits, batch_labels, reduction="sum").double()
         predictions = logits.argmax(dim=1)

@@ -84,6 +84,36 @@ def check_writable_folder(directory: Path, option: str = "--out") -> Path:
     return directory
 
 
+def check_creatable_folder(directory: Path, option: str = "--out") -> Path:
+    """Check that ``directory`` exists and takes files, or could be created, creating nothing.
+
+    The nearest folder that exists gets a probe file, written and removed: for
+    commands that must refuse an unusable output folder before slow work,
+    without leaving an empty one behind when they then stop for another reason.
+    """
+    directory = check_not_blocked(directory, option)
+    existing = _nearest_existing(directory)
+    try:
+        descriptor, probe = tempfile.mkstemp(prefix=".seqmnist-probe.", dir=existing)
+    except OSError as error:
+        raise StorageError(_describe(directory, existing, error, option)) from None
+    os.close(descriptor)
+    os.unlink(probe)
+    return directory
+
+
+def check_not_blocked(directory: Path, option: str = "--out") -> Path:
+    """Raise StorageError if a file stands where ``directory`` or a folder above it should be.
+
+    Creates nothing: for commands that only read a folder that may not exist yet.
+    """
+    directory = Path(directory)
+    blocker = _file_in_the_way(directory)
+    if blocker is not None:
+        raise StorageError(_not_a_folder(directory, blocker, option))
+    return directory
+
+
 def check_writable_file(path: Path, option: str = "--out") -> Path:
     """Check that ``path`` could be written: not a folder, in a folder that takes files."""
     path = Path(path)

@@ -23,8 +23,14 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save
 
 from seqmnist.config import ModelConfig, RunConfig
+from seqmnist.data import load_split
 from seqmnist.errors import ConfigError, DataError, RunError, SeqmnistError, StorageError
-from seqmnist.files import atomic_write_bytes, atomic_write_json, describe_write_error
+from seqmnist.files import (
+    atomic_write_bytes,
+    atomic_write_json,
+    check_creatable_folder,
+    describe_write_error,
+)
 from seqmnist.model import RecurrentClassifier
 
 logger = logging.getLogger("seqmnist")
@@ -163,10 +169,11 @@ def check_new_run_dir(run_dir: Path, overwrite: bool = False) -> None:
     """
     if run_dir.exists() and not run_dir.is_dir():
         raise RunError(f"--out {run_dir} is a file, not a folder; choose another --out")
+    check_creatable_folder(run_dir)  # under a file, or somewhere that takes no files
     if not run_dir.is_dir() or not any(run_dir.iterdir()):
         return
     quoted = shlex.quote(str(run_dir))
-    if not (run_dir / CONFIG_FILE).is_file():
+    if not holds_run(run_dir):
         raise RunError(
             f"--out {run_dir} already holds files that are not a seqmnist run; choose an empty "
             "or new folder"
@@ -182,6 +189,15 @@ def check_new_run_dir(run_dir: Path, overwrite: bool = False) -> None:
         f"{run_dir} holds a run that did not finish; continue it with `seqmnist train --resume "
         f"{quoted}`, or start over with --overwrite (deletes its checkpoints)"
     )
+
+
+def holds_run(run_dir: Path) -> bool:
+    """Whether ``run_dir`` holds a seqmnist run: a config.json that reads as one."""
+    try:
+        read_config(run_dir)
+    except RunError:
+        return False
+    return True
 
 
 def make_run_dir(run_dir: Path, config: RunConfig, overwrite: bool = False) -> None:
@@ -203,8 +219,8 @@ def make_run_dir(run_dir: Path, config: RunConfig, overwrite: bool = False) -> N
 def weights_damage(run_dir: Path) -> str | None:
     """What is wrong with RUN/model.safetensors, judged by summary.json's checksum; None if fine.
 
-    A run without a summary, or from before checksums were recorded, has
-    nothing to compare with and counts as fine.
+    A run from before checksums were recorded has nothing to compare with and
+    counts as fine; one with no summary.json has not finished (see load_run).
     """
     weights_path = run_dir / WEIGHTS_FILE
     try:
@@ -228,7 +244,11 @@ def repair_hint(run_dir: Path) -> str:
     quoted = shlex.quote(str(run_dir))
     if any((run_dir / CHECKPOINT_DIR).glob("step-*.json")):
         return f"rewrite it from the last checkpoint with `seqmnist train --resume {quoted}`"
-    return f"train the run again (`seqmnist train --out {quoted} --overwrite` with its settings)"
+    config = shlex.quote(str(run_dir / CONFIG_FILE))
+    return (
+        f"train the run again with its settings: "
+        f"`seqmnist train --config {config} --out {quoted} --overwrite`"
+    )
 
 
 def read_config(run_dir: Path) -> RunConfig:
@@ -240,8 +260,17 @@ def read_config(run_dir: Path) -> RunConfig:
 
 
 def read_summary(run_dir: Path) -> dict[str, Any] | None:
+    """summary.json's object, None if the run has none yet; anything else is a RunError."""
     path = run_dir / SUMMARY_FILE
-    return _read_json(path) if path.exists() else None
+    if not path.exists():
+        return None
+    summary = _read_json(path)
+    checksums = summary.get("checksums", {}) if isinstance(summary, dict) else None
+    if not isinstance(checksums, dict) or not all(
+        isinstance(value, str) for value in checksums.values()
+    ):
+        raise RunError(f"{path} is not a seqmnist summary; {repair_hint(run_dir)}")
+    return summary
 
 
 @dataclass
@@ -267,6 +296,13 @@ def load_run(run_dir: Path | str, device: torch.device | str = "cpu") -> LoadedR
             f"{weights_path} is missing; the run did not finish: continue it with "
             f"`seqmnist train --resume {shlex.quote(str(run_dir))}`"
         )
+    if not (run_dir / SUMMARY_FILE).is_file():
+        # Weights without the summary that records their checksum: the run stopped while
+        # finishing. Resuming finishes it (and writes both).
+        raise RunError(
+            f"{run_dir} has not finished (no {SUMMARY_FILE}); finish it with "
+            f"`seqmnist train --resume {shlex.quote(str(run_dir))}`"
+        )
     if (damage := weights_damage(run_dir)) is not None:
         raise RunError(f"{damage}; {repair_hint(run_dir)}")
     try:
@@ -283,6 +319,14 @@ def load_run(run_dir: Path | str, device: torch.device | str = "cpu") -> LoadedR
         ) from None
     model.to(device).eval()
     return LoadedRun(run_dir, config, info, model, read_summary(run_dir))
+
+
+def run_split(run: LoadedRun, split: str, data_dir: str | None = None):
+    """A split of the run's dataset (only its own files are read), checked against the model."""
+    data = run.config.data
+    loaded = load_split(data.dataset, data_dir or data.data_dir, data.validation_size, split)
+    run.info.check_data(loaded.images, loaded.labels, f"the {split} split of {data.dataset}")
+    return loaded
 
 
 def read_weights(path: Path) -> tuple[dict[str, torch.Tensor], ModelInfo]:

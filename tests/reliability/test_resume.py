@@ -108,3 +108,24 @@ def test_the_newest_two_checkpoints_are_kept_and_a_new_run_clears_old_ones(strip
 
     train(tiny_config(stripes_dir, steps=3), run_dir, progress=False, overwrite=True)
     assert [path.name for path in store(run_dir).paths()] == ["step-00000003.json"]
+
+
+def test_a_bf16_run_resumes_exactly_too(stripes_dir, tmp_path):
+    # Each process probes oneDNN's bf16 LSTM once, at its first bf16 step; clearing the
+    # cache makes each train() here do so, as a fresh process would. The probe must not
+    # move the random state that dropout draws from.
+    from seqmnist.runtime import onednn_bf16_lstm_works
+
+    config = tiny_config(stripes_dir, precision="bf16")
+    onednn_bf16_lstm_works.cache_clear()
+    whole = train(config, tmp_path / "whole", progress=False)
+    onednn_bf16_lstm_works.cache_clear()
+    with pytest.raises(Crash):
+        train(config, tmp_path / "parts", progress=False, callbacks=(crash_at(26),))
+    onednn_bf16_lstm_works.cache_clear()
+    resumed = train(config, tmp_path / "parts", progress=False, resume=True)
+    assert records(tmp_path / "parts") == records(tmp_path / "whole")
+    assert sha256(tmp_path / "parts/model.safetensors") == sha256(
+        tmp_path / "whole/model.safetensors"
+    )
+    assert resumed.summary["test_loss"] == whole.summary["test_loss"]

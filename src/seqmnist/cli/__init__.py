@@ -13,12 +13,15 @@ import signal
 import sys
 
 from seqmnist.cli import bench, compare, data, evaluate, export, plot, predict, presets, train
+from seqmnist.cli.paths import one_line
 from seqmnist.cli.startup import (
     PRELOAD,
     Terminated,
     ignore_stop_signals,
     preload,
     raise_on_sigterm,
+    restore_stop_signal_handlers,
+    stop_signal_handlers,
 )
 from seqmnist.errors import SeqmnistError
 from seqmnist.version import package_version
@@ -30,7 +33,7 @@ class OneLineErrorParser(argparse.ArgumentParser):
     """Usage mistakes get one line saying what is wrong and where help is."""
 
     def error(self, message: str) -> None:
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        self.exit(2, f"{self.prog}: error: {one_line(message)} (see {self.prog} --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -48,7 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    previous_term = raise_on_sigterm()
+    saved_handlers = stop_signal_handlers()
+    raise_on_sigterm()
     args = None
     try:
         args = build_parser().parse_args(argv)
@@ -56,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         preload(getattr(args, "preload", PRELOAD))
         return args.handler(args) or 0
     except SeqmnistError as error:
-        print(f"seqmnist: error: {error}", file=sys.stderr)
+        print(f"seqmnist: error: {one_line(error)}", file=sys.stderr)
         return 2
     except (KeyboardInterrupt, Terminated) as stop:
         ignore_stop_signals()  # on the way out: a second Ctrl-C changes nothing
@@ -64,20 +68,38 @@ def main(argv: list[str] | None = None) -> int:
         next_step = getattr(args, "next_step", None)
         hint = next_step(args) if next_step is not None else "run the command again"
         if isinstance(stop, Terminated):
-            print(f"seqmnist: terminated (SIGTERM); {hint}", file=sys.stderr)
+            print(f"seqmnist: terminated (SIGTERM); {one_line(hint)}", file=sys.stderr)
             return 128 + signal.SIGTERM
-        print(f"seqmnist: interrupted; {hint}", file=sys.stderr)
+        print(f"seqmnist: interrupted; {one_line(hint)}", file=sys.stderr)
         return 128 + signal.SIGINT
-    except MemoryError:
-        print("seqmnist: error: out of memory; use a smaller model or batch size", file=sys.stderr)
+    except (MemoryError, RuntimeError) as error:
+        if not _out_of_memory(error):
+            raise  # a bug in seqmnist: keep its traceback
+        print(
+            "seqmnist: error: out of memory; use a smaller model (--hidden-sizes), "
+            "--batch-size or --eval-batch-size",
+            file=sys.stderr,
+        )
         return 1
     except BrokenPipeError:  # `seqmnist ... | head`: the reader left, nothing more to say
         sys.stderr.close()
         return 1
     except OSError as error:  # a file or device problem no command anticipated: still one line
         where = f": {error.filename}" if error.filename else ""
-        print(f"seqmnist: error: {error.strerror or error}{where}", file=sys.stderr)
+        print(
+            f"seqmnist: error: {one_line(error.strerror or error)}{one_line(where)}",
+            file=sys.stderr,
+        )
         return 1
     finally:
-        if previous_term is not None:
-            signal.signal(signal.SIGTERM, previous_term)
+        restore_stop_signal_handlers(saved_handlers)
+
+
+def _out_of_memory(error: BaseException) -> bool:
+    """MemoryError, or the RuntimeError an allocator raises (torch.OutOfMemoryError on CUDA)."""
+    if isinstance(error, MemoryError):
+        return True
+    text = str(error).lower()
+    return any(
+        words in text for words in ("out of memory", "can't allocate memory", "not enough memory")
+    )

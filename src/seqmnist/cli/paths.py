@@ -1,4 +1,4 @@
-"""Argument types shared by the commands."""
+"""Argument types shared by the commands, and the one-line rule for what they print."""
 
 from __future__ import annotations
 
@@ -23,3 +23,8 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
     return value
+
+
+def one_line(text: object) -> str:
+    """A message on one line, whatever a file name or value in it holds."""
+    return str(text).replace("\r", "\\r").replace("\n", "\\n")

@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from seqmnist.cli.paths import path_argument
+from seqmnist.cli.paths import one_line, path_argument
 from seqmnist.cli.startup import PRELOAD
 from seqmnist.errors import ConfigError, ImageError
 
@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
             images.append(predictor.prepare(path))
             names.append(str(path))
         except ImageError as error:
-            print(f"seqmnist: error: {error}", file=sys.stderr)
+            print(f"seqmnist: error: {one_line(error)}", file=sys.stderr)
             failures += 1
     if images:
         predictions = predictor.classify(np.stack(images), names)

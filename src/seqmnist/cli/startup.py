@@ -56,12 +56,25 @@ def ignore_stop_signals() -> None:
             signal.signal(number, signal.SIG_IGN)
 
 
-def raise_on_sigterm():
-    """Make SIGTERM raise Terminated; returns the handler to restore (None off the main thread)."""
+def stop_signal_handlers() -> dict[int, object]:
+    """The SIGINT and SIGTERM handlers now in place (none off the main thread), to restore later."""
     if threading.current_thread() is not threading.main_thread():
-        return None
+        return {}
+    return {number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGTERM)}
+
+
+def restore_stop_signal_handlers(handlers: dict[int, object]) -> None:
+    for number, handler in handlers.items():
+        if handler is not None:  # None: set outside Python, which cannot be put back
+            signal.signal(number, handler)
+
+
+def raise_on_sigterm() -> None:
+    """Make SIGTERM raise Terminated (on the main thread only, where handlers can be set)."""
+    if threading.current_thread() is not threading.main_thread():
+        return
 
     def handle(number, frame):
         raise Terminated
 
-    return signal.signal(signal.SIGTERM, handle)
+    signal.signal(signal.SIGTERM, handle)

@@ -6,14 +6,14 @@ import argparse
 import dataclasses
 import json
 import shlex
-import signal
 import sys
 import time
 import typing
 from collections.abc import Callable
 from pathlib import Path
 
-from seqmnist.cli.paths import path_argument
+from seqmnist.cli.paths import one_line, path_argument
+from seqmnist.cli.startup import ignore_stop_signals
 from seqmnist.config import RunConfig, apply_overrides, field_type, load_toml, option_fields
 from seqmnist.errors import ConfigError, RunError, TrainingInterrupted
 from seqmnist.presets import get_preset
@@ -42,7 +42,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--preset", help=f"starting configuration (`seqmnist presets`; default: {DEFAULT_PRESET})"
     )
     parser.add_argument(
-        "--config", type=path_argument, help="TOML file with [data], [model], [train] tables"
+        "--config",
+        type=path_argument,
+        help="TOML file with [data], [model], [train] tables, or a run's config.json",
     )
     parser.add_argument(
         "--out", type=path_argument, help="run directory, new or empty (default: runs/PRESET-TIME)"
@@ -100,7 +102,7 @@ def _show(value) -> str:
 
 
 def resolve_config(args: argparse.Namespace) -> RunConfig:
-    config = get_preset(args.preset or DEFAULT_PRESET)
+    config = get_preset(DEFAULT_PRESET if args.preset is None else args.preset)
     if args.config is not None:
         config = load_toml(args.config, config)
     overrides = {
@@ -116,6 +118,7 @@ def run(args: argparse.Namespace) -> int:
         return _resume(args)
     config = resolve_config(args)
     out = args.out or Path("runs") / f"{config.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    args.out = out  # so that an interrupt's next step names the folder actually used
     from seqmnist.runs import check_new_run_dir
 
     check_new_run_dir(out, args.overwrite)  # before the slow imports and the data
@@ -171,10 +174,8 @@ def _report(train: Callable[[], TrainResult], out: Path, args: argparse.Namespac
     try:
         result = train()
     except TrainingInterrupted as stopped:
-        # The process is on its way out; a second signal must not cut the message short.
-        for number in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(number, signal.SIG_IGN)
-        print(f"seqmnist: {stopped}", file=sys.stderr)
+        ignore_stop_signals()  # on the way out: a second signal must not cut the message short
+        print(f"seqmnist: {one_line(stopped)}", file=sys.stderr)
         return stopped.exit_code
     if args.json:
         print(json.dumps(result.summary))

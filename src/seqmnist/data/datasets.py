@@ -32,7 +32,7 @@ from seqmnist.data.splits import (
     split_source,
 )
 from seqmnist.errors import DataError, StorageError
-from seqmnist.files import check_writable_folder
+from seqmnist.files import check_not_blocked, check_writable_folder
 
 logger = logging.getLogger(__name__)
 
@@ -58,13 +58,30 @@ def resolve_data_dir(dataset: str | DatasetSource, data_dir: str | Path | None =
     """
     source = _source(dataset)
     if source is None:
-        return Path(dataset).expanduser()
+        return _expand(dataset)
     given = data_dir if data_dir is not None else os.environ.get(DATA_DIR_ENV) or None
     if given is None:
-        cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+        cache = os.environ.get("XDG_CACHE_HOME") or _home() / ".cache"
         return Path(cache) / "seqmnist" / source.name
-    root = Path(given).expanduser()
+    root = _expand(given)
     return root / source.name if (root / source.name).is_dir() else root
+
+
+def _expand(path: str | Path) -> Path:
+    """``path`` with a leading ~ or ~user expanded; an unknown user's ~ stays, as in a shell."""
+    try:
+        return Path(path).expanduser()
+    except RuntimeError:  # "Could not determine home directory"
+        return Path(path)
+
+
+def _home() -> Path:
+    try:
+        return Path.home()
+    except RuntimeError:
+        raise DataError(
+            f"there is no home folder for the download cache; give --data-dir or set {DATA_DIR_ENV}"
+        ) from None
 
 
 def load_dataset(
@@ -124,6 +141,11 @@ def verify_dataset(
     """
     source = _source(dataset)
     directory = resolve_data_dir(dataset, data_dir)
+    try:
+        # A file in the folder's place is a wrong --data-dir, not four missing files.
+        check_not_blocked(directory, "--data-dir")
+    except StorageError as error:
+        raise DataError(str(error)) from None
     reports, paths, arrays = [], [], []
     for spec in _specs(source):
         path = _find(directory, spec.stem)
@@ -193,7 +215,7 @@ def _source(dataset: str | DatasetSource) -> DatasetSource | None:
         )
     if dataset in BUILTIN_DATASETS:
         return BUILTIN_DATASETS[dataset]
-    if Path(dataset).expanduser().is_dir():
+    if _expand(dataset).is_dir():
         return None
     raise DataError(
         f"unknown dataset {dataset!r}: not a built-in ({', '.join(BUILTIN_DATASETS)}) nor a "

@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from seqmnist.data import load_split
 from seqmnist.errors import ConfigError
 from seqmnist.files import check_writable_folder
 from seqmnist.model.inputs import to_unit_float
@@ -18,7 +17,7 @@ from seqmnist.plots.curves import curves_figure, read_metrics
 from seqmnist.plots.digits import confusion_figure, misclassified_figure
 from seqmnist.plots.figures import save_png
 from seqmnist.plots.steps import steps_figure
-from seqmnist.runs import load_run
+from seqmnist.runs import load_run, run_split
 from seqmnist.use.explain import explain
 from seqmnist.use.predict import softmax_in_batches
 
@@ -51,9 +50,7 @@ def write_run_plots(
     # Every figure is drawn before any is saved: a failure on the way (a missing
     # dataset) leaves no partial set of pictures behind.
     figures = {"curves.png": curves_figure(read_metrics(run.directory), name)}
-    data = run.config.data
-    test = load_split(data.dataset, data_dir or data.data_dir, data.validation_size, "test")
-    run.info.check_data(test.images, test.labels, f"the test split of {data.dataset}")
+    test = run_split(run, "test", data_dir)
     images, labels = test.images, test.labels
     pixels = to_unit_float(torch.from_numpy(images))  # (N, H, W) in [0, 1]
     probabilities = softmax_in_batches(run.model, pixels, run.config.train.eval_batch_size).numpy()

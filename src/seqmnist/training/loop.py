@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import logging
 import shlex
 import time
 from pathlib import Path
@@ -19,6 +20,8 @@ from seqmnist.training.checkpoint import Checkpoint, CheckpointStore
 from seqmnist.training.interrupts import StopRequests
 from seqmnist.training.optim import build_optimizer, build_schedule
 from seqmnist.training.step import TrainStep
+
+logger = logging.getLogger("seqmnist.train")
 
 
 class TrainingLoop:
@@ -227,7 +230,22 @@ class TrainingLoop:
             "best_step": self.best_step,
             "best_validation": dataclasses.asdict(best) if best is not None else None,
             "train_seconds": self.elapsed(),
+            "runtime": self.runtime.to_dict(),
         }
+
+    def _compare_runtime(self, saved: dict[str, Any]) -> None:
+        """Say so when this process decides otherwise than the one that wrote the checkpoint."""
+        now = self.runtime.to_dict()
+        changed = [
+            f"{key} {saved[key]} then, {now[key]} now"
+            for key in ("device", "precision", "threads")
+            if key in saved and saved[key] != now[key]
+        ]
+        if changed:
+            logger.warning(
+                "resuming on a different runtime (%s): the result will not be bit-identical "
+                "to a run that never stopped", "; ".join(changed),
+            )  # fmt: skip
 
     def restore(self, checkpoint: Checkpoint) -> None:
         """Continue from ``checkpoint``, the inverse of ``state``."""
@@ -250,6 +268,7 @@ class TrainingLoop:
         best = state["best_validation"]
         self.best_validation = Evaluation(**best) if best is not None else None
         self.seconds_before = state["train_seconds"]
+        self._compare_runtime(state.get("runtime") or {})
         torch.set_rng_state(state["torch_rng"])
         if self.device.type == "cuda" and len(state["cuda_rng"]) == torch.cuda.device_count():
             torch.cuda.set_rng_state_all(state["cuda_rng"])

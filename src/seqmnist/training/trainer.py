@@ -156,6 +156,12 @@ def _check_run_dir(out_dir: Path | str | None, resume: bool, overwrite: bool) ->
             raise RunError(
                 f"{run_dir} holds no run to resume (no {CONFIG_FILE}); give the --out of a run"
             )
+        for name in (WEIGHTS_FILE, SUMMARY_FILE, METRICS_FILE):
+            if (run_dir / name).is_dir():
+                raise RunError(
+                    f"{run_dir / name} is a folder where the run writes a file; move it away "
+                    "and resume again"
+                )
         if (damage := weights_damage(run_dir)) is not None:
             logger.warning("%s; resuming rewrites it from the last checkpoint", damage)
         return run_dir

@@ -22,12 +22,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from seqmnist.data import load_split
 from seqmnist.errors import ExportError
 from seqmnist.files import atomic_write, check_writable_file, make_folder
 from seqmnist.model import RecurrentClassifier
 from seqmnist.model.inputs import to_unit_float_array
-from seqmnist.runs import ModelInfo, load_run
+from seqmnist.runs import ModelInfo, load_run, run_split
 from seqmnist.version import package_version
 
 INPUT_NAME = "images"
@@ -156,8 +155,6 @@ def export_run(
         raise ExportError(f"--check-images must be at least 1, got {check_images}")
     run = load_run(run_dir)
     check_writable_file(Path(path))  # before the dataset is read and the model traced
-    data = run.config.data
-    test = load_split(data.dataset, data_dir or data.data_dir, data.validation_size, "test")
-    run.info.check_data(test.images, test.labels, f"the test split of {data.dataset}")
+    test = run_split(run, "test", data_dir)
     pixels = to_unit_float_array(test.images[:check_images])  # (N, H, W) in [0, 1]
     return export_onnx(run.model, run.info, path, pixels)

@@ -11,8 +11,9 @@ import torch
 from PIL import Image
 from torch import nn
 
-from seqmnist.runs import LoadedRun, load_run
-from seqmnist.runtime import Runtime
+from seqmnist.errors import NonFiniteOutputs
+from seqmnist.runs import LoadedRun, load_run, repair_hint
+from seqmnist.runtime import Runtime, exact_fp32
 from seqmnist.use.explain import Explanation, explain
 from seqmnist.use.preprocess import load_image, prepare_image
 
@@ -107,6 +108,11 @@ class Predictor:
     def classify(self, images: np.ndarray, names: Sequence[str]) -> list[Prediction]:
         """Classify already prepared images, (N, H, W) float in [0, 1]."""
         probabilities = softmax_in_batches(self.model, torch.from_numpy(images), self.batch_size)
+        if not torch.isfinite(probabilities).all():
+            raise NonFiniteOutputs(
+                f"the model's outputs are NaN or infinite for these images: "
+                f"{repair_hint(self.run.directory)}"
+            )
         return [
             Prediction(name, tuple(map(float, row)), self.class_names, image)
             for name, row, image in zip(names, probabilities.tolist(), images, strict=True)
@@ -117,11 +123,12 @@ class Predictor:
 def softmax_in_batches(model: nn.Module, images: torch.Tensor, batch_size: int) -> torch.Tensor:
     """Class probabilities (N, classes) for float images (N, H, W) in [0, 1], on the CPU."""
     device = next(model.parameters()).device
-    chunks = [
-        model(images[start : start + batch_size].to(device).float()).float().softmax(dim=1).cpu()
-        for start in range(0, len(images), batch_size)
-    ]  # each (B, C)
-    return torch.cat(chunks)  # (N, C)
+    with exact_fp32():  # the precision of every reported figure (see evaluation.py)
+        chunks = [
+            model(images[start : start + batch_size].to(device).float()).float().softmax(dim=1)
+            for start in range(0, len(images), batch_size)
+        ]  # each (B, C)
+    return torch.cat(chunks).cpu()  # (N, C)
 
 
 def _name(source: ImageSource, index: int) -> str:
