@@ -6,6 +6,7 @@ import argparse
 import json
 
 from seqmnist.cli.paths import path_argument, positive_int
+from seqmnist.config import DEVICES, PRECISIONS
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -41,8 +42,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--eval-every", type=positive_int, default=50, help="steps between test checks"
     )
     parser.add_argument("--data-dir", type=path_argument, help="folder with the dataset files")
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), help="default: auto")
-    parser.add_argument("--precision", choices=("auto", "fp32", "bf16"), help="default: auto")
+    parser.add_argument("--device", choices=DEVICES, help="default: auto")
+    parser.add_argument("--precision", choices=PRECISIONS, help="default: auto")
     parser.add_argument(
         "--threads", type=positive_int, help="CPU threads (default: PyTorch's choice)"
     )

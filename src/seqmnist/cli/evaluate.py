@@ -6,6 +6,7 @@ import argparse
 import json
 
 from seqmnist.cli.paths import path_argument
+from seqmnist.config import DEVICES
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -22,7 +23,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--data-dir", type=path_argument, help="folder with the dataset files (default: as trained)"
     )
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), help="default: as trained")
+    parser.add_argument("--device", choices=DEVICES, help="default: as trained")
     parser.set_defaults(handler=run)
 
 
