@@ -41,3 +41,23 @@ def test_eval_on_the_test_split_needs_only_the_test_files(mnist_run, tmp_path, c
     assert sorted(path.name for path in only_test.iterdir()) == [
         "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"
     ]  # nothing was downloaded  # fmt: skip
+
+
+def test_eval_finds_the_data_a_run_was_trained_on_without_the_variable(
+    mnist_dir, tmp_path, monkeypatch, capsys
+):
+    # `make train` sets SEQMNIST_DATA_DIR; the user's shell afterwards may not.
+    monkeypatch.setenv("SEQMNIST_DATA_DIR", str(mnist_dir))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "empty-cache"))
+    run_dir = tmp_path / "run"
+    argv = ["train", "--hidden-sizes", "8", "--steps", "5", "--device", "cpu",
+            "--no-progress", "--out", str(run_dir)]  # fmt: skip
+    assert main(argv) == 0
+    monkeypatch.delenv("SEQMNIST_DATA_DIR")
+    capsys.readouterr()
+    assert main(["eval", str(run_dir), "--json"]) == 0
+    evaluation = json.loads(capsys.readouterr().out)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["data_folder"] == str(mnist_dir.absolute())
+    assert evaluation["accuracy"] == summary["test_accuracy"]
+    assert not (tmp_path / "empty-cache").exists()  # nothing was downloaded

@@ -24,6 +24,7 @@ from safetensors.torch import load_file, save
 
 from seqmnist.config import ModelConfig, RunConfig
 from seqmnist.data import load_split
+from seqmnist.data.datasets import DATA_DIR_ENV
 from seqmnist.errors import ConfigError, DataError, RunError, SeqmnistError, StorageError
 from seqmnist.files import (
     atomic_write_bytes,
@@ -324,9 +325,23 @@ def load_run(run_dir: Path | str, device: torch.device | str = "cpu") -> LoadedR
 def run_split(run: LoadedRun, split: str, data_dir: str | None = None):
     """A split of the run's dataset (only its own files are read), checked against the model."""
     data = run.config.data
-    loaded = load_split(data.dataset, data_dir or data.data_dir, data.validation_size, split)
+    folder = data_dir or data.data_dir or _training_folder(run)
+    loaded = load_split(data.dataset, folder, data.validation_size, split)
     run.info.check_data(loaded.images, loaded.labels, f"the {split} split of {data.dataset}")
     return loaded
+
+
+def _training_folder(run: LoadedRun) -> str | None:
+    """Where the run found its data, when nothing says where to look now.
+
+    A run trained with $SEQMNIST_DATA_DIR set (as `make train` sets it) records
+    the folder, so a later `seqmnist eval` in a shell without the variable reads
+    the same files instead of looking in the cache and downloading.
+    """
+    if os.environ.get(DATA_DIR_ENV):
+        return None
+    folder = (run.summary or {}).get("data_folder")
+    return folder if isinstance(folder, str) and Path(folder).is_dir() else None
 
 
 def read_weights(path: Path) -> tuple[dict[str, torch.Tensor], ModelInfo]:

@@ -13,8 +13,8 @@ import torch
 from torch import nn
 
 from seqmnist.config import RunConfig
-from seqmnist.data import ImageSplits, load_dataset
-from seqmnist.errors import RunError
+from seqmnist.data import ImageSplits, load_dataset, resolve_data_dir
+from seqmnist.errors import RunError, SeqmnistError
 from seqmnist.evaluation import DeviceSplit, Evaluation, evaluate
 from seqmnist.files import atomic_write_json
 from seqmnist.model import count_parameters
@@ -90,6 +90,7 @@ def train(
         splits = load_dataset(
             config.data.dataset, config.data.data_dir, config.data.validation_size
         )
+    data_folder = _data_folder(config)
     info = ModelInfo(splits.image_shape, tuple(splits.class_names))
     model = (model if model is not None else build_model(config.model, info)).to(runtime.device)
     train_split, val_split, test_split = (
@@ -135,6 +136,7 @@ def train(
     )  # fmt: skip
     summary = _summary(config, runtime, model, loop, validation, test, train_seconds)
     summary["setup_seconds"] = setup_seconds
+    summary["data_folder"] = data_folder
     if run_dir is not None:
         # The checksum in summary.json is how eval, predict and export know the
         # weights they read are the ones written here.
@@ -167,6 +169,14 @@ def _check_run_dir(out_dir: Path | str | None, resume: bool, overwrite: bool) ->
         return run_dir
     check_new_run_dir(run_dir, overwrite)
     return run_dir
+
+
+def _data_folder(config: RunConfig) -> str | None:
+    """The folder the data was read from, for summary.json (see runs.run_split)."""
+    try:
+        return str(resolve_data_dir(config.data.dataset, config.data.data_dir).absolute())
+    except SeqmnistError:  # no home folder for a cache: nothing worth recording
+        return None
 
 
 def _resume_point(run_dir: Path, checkpoints: CheckpointStore):
