@@ -1,17 +1,14 @@
 """seqmnist: recurrent classifiers that read images as sequences.
 
-The package root is light: ``import seqmnist`` loads no torch. The API names
-below are imported on first use, so ``seqmnist --help`` starts at once.
+The package root is light: ``import seqmnist`` loads no torch, nor even the
+package metadata. The API names below are imported on first use, so
+``seqmnist --help`` starts at once and Ctrl-C while starting is handled.
 """
 
 from __future__ import annotations
 
 import importlib
 from typing import TYPE_CHECKING, Any
-
-from seqmnist.version import package_version
-
-__version__ = package_version()
 
 # Public name -> the module that defines it.
 _EXPORTS = {
@@ -46,6 +43,10 @@ if TYPE_CHECKING:  # for editors and type checkers; at run time __getattr__ impo
 
 
 def __getattr__(name: str) -> Any:
+    if name == "__version__":  # from package metadata, read when first asked for
+        from seqmnist.version import package_version
+
+        return package_version()
     if name not in _EXPORTS:
         raise AttributeError(f"module 'seqmnist' has no attribute {name!r}")
     value = getattr(importlib.import_module(_EXPORTS[name]), name)

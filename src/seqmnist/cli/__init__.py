@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         ignore_stop_signals()  # on the way out: a second Ctrl-C changes nothing
         # Files are written whole or not at all, so what to say is only what to do next.
         next_step = getattr(args, "next_step", None)
-        hint = next_step(args) if next_step is not None else "run the command again"
+        hint = next_step(args) if next_step is not None else "run the same command again"
         if isinstance(stop, Terminated):
             print(f"seqmnist: terminated (SIGTERM); {one_line(hint)}", file=sys.stderr)
             return 128 + signal.SIGTERM
