@@ -18,9 +18,16 @@ from typing import Any
 import tomllib
 
 from seqmnist.errors import ConfigError
+from seqmnist.model.options import (
+    CELLS,
+    CoRNNOptions,
+    IndRNNOptions,
+    LEMOptions,
+    LRUOptions,
+    LSTMOptions,
+)
 
 VIEWS = ("rows", "columns", "pixels", "permuted")
-CELLS = ("rnn", "lstm", "gru")
 READOUTS = ("final", "last", "mean")
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("none", "cosine", "onecycle")
@@ -36,8 +43,6 @@ MAX_LAYER_WIDTH = 1_000_000
 MAX_EPOCHS = 1_000_000
 MAX_STEPS = 10**10
 MAX_THREADS = 1024
-# The largest finite float32: a bias beyond it cannot be written into the weights.
-FLOAT32_MAX = 3.4028234663852886e38
 
 
 def _help(text: str, choices: tuple[str, ...] | None = None) -> dict[str, Any]:
@@ -78,7 +83,6 @@ class ModelConfig:
         default="final",
         metadata=_help("what feeds the classifier (final: the final hidden state)", READOUTS),
     )
-    forget_bias: float = field(default=1.0, metadata=_help("initial forget-gate bias (LSTM only)"))
     dropout: float = field(
         default=0.0, metadata=_help("dropout between layers and before the head")
     )
@@ -86,6 +90,12 @@ class ModelConfig:
         default="default",
         metadata=_help("output layer init (the references used the last two)", HEAD_INITS),
     )
+    # Each family's own settings: a [model.NAME] table in TOML, --NAME-SETTING options.
+    lstm: LSTMOptions = field(default_factory=LSTMOptions)
+    lru: LRUOptions = field(default_factory=LRUOptions)
+    cornn: CoRNNOptions = field(default_factory=CoRNNOptions)
+    lem: LEMOptions = field(default_factory=LEMOptions)
+    indrnn: IndRNNOptions = field(default_factory=IndRNNOptions)
 
     def __post_init__(self) -> None:
         _require_choice("view", self.view, VIEWS)
@@ -98,10 +108,6 @@ class ModelConfig:
             f"hidden_sizes must be positive integers, got {','.join(map(str, self.hidden_sizes))}",
         )
         _require(0.0 <= self.dropout < 1.0, f"dropout must be in [0, 1), got {self.dropout}")
-        _require(
-            math.isfinite(self.forget_bias) and abs(self.forget_bias) <= FLOAT32_MAX,
-            f"forget_bias must be a finite number that fits in float32 (|x| <= {FLOAT32_MAX:.4g})",
-        )
         _require(
             all(size <= MAX_LAYER_WIDTH for size in self.hidden_sizes),
             f"hidden_sizes must be at most {MAX_LAYER_WIDTH:,} units a layer",
@@ -217,8 +223,21 @@ class RunConfig:
         return apply_overrides(cls(), _flatten(values))
 
 
-SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
+# Every table of settings by its path: the three sections, and each family's own
+# within the model section ("model.lstm" is the [model.lstm] table).
+SECTIONS: dict[str, type] = {
+    "data": DataConfig,
+    "model": ModelConfig,
+    "train": TrainConfig,
+    **{
+        f"model.{f.name}": f.default_factory
+        for f in dataclasses.fields(ModelConfig)
+        if f.default_factory is not dataclasses.MISSING
+    },
+}
 TOP_LEVEL = ("name", "description")
+# Settings that moved: the old key (in config.json files of earlier runs) -> the new one.
+MOVED = {"model.forget_bias": "model.lstm.forget_bias"}
 
 
 def _require(condition: bool, message: str) -> None:
@@ -239,17 +258,39 @@ def _positive(value: float) -> bool:
 
 
 def option_fields() -> dict[str, tuple[str, dataclasses.Field]]:
-    """Every settable field as {field name: (section, field)}; names are unique."""
+    """Every setting as {option name: (section path, field)}; option names are unique.
+
+    A family's setting is named after the family: ``lstm_forget_bias`` is
+    ``forget_bias`` in [model.lstm], and the command line's --lstm-forget-bias.
+    """
     fields: dict[str, tuple[str, dataclasses.Field]] = {}
     for section, cls in SECTIONS.items():
+        prefix = section.split(".", 1)[1] + "_" if "." in section else ""
         for f in dataclasses.fields(cls):
-            assert f.name not in fields, f"field name {f.name} is not unique across sections"
-            fields[f.name] = (section, f)
+            if f"{section}.{f.name}" in SECTIONS:
+                continue  # a family's table, listed by its own fields
+            name = prefix + f.name
+            assert name not in fields, f"option name {name} is not unique across sections"
+            fields[name] = (section, f)
     return fields
 
 
 def field_type(section: str, name: str) -> Any:
-    return typing.get_type_hints(SECTIONS[section])[name]
+    """The type of field ``name`` (its field name, or its option name) in ``section``."""
+    return typing.get_type_hints(SECTIONS[section])[_field_name(section, name)]
+
+
+def _field_name(section: str, name: str) -> str:
+    prefix = section.split(".", 1)[1] + "_" if "." in section else ""
+    return name[len(prefix) :] if prefix and name.startswith(prefix) else name
+
+
+def setting(config: RunConfig, section: str, name: str) -> Any:
+    """The value of a setting, e.g. ``setting(config, "model.lstm", "forget_bias")``."""
+    value: Any = config
+    for part in section.split("."):
+        value = getattr(value, part)
+    return getattr(value, _field_name(section, name))
 
 
 def parse_value(section: str, name: str, raw: Any) -> Any:
@@ -303,42 +344,68 @@ def _type_name(hint: Any) -> str:
 
 
 def apply_overrides(base: RunConfig, overrides: dict[str, Any]) -> RunConfig:
-    """Replace fields given as {field name or section.field: value}; unknown keys are errors."""
+    """Replace settings given as {option name or section.field: value}; unknown keys are errors."""
     known = option_fields()
-    sections = {name: {} for name in SECTIONS}
+    values: dict[str, dict[str, Any]] = {section: {} for section in SECTIONS}
     top: dict[str, Any] = {}
     for key, raw in overrides.items():
-        name = key.rsplit(".", 1)[-1]
-        if name in TOP_LEVEL and "." not in key:
-            top[name] = str(raw)
+        key = MOVED.get(key, key)
+        if key in TOP_LEVEL:
+            top[key] = str(raw)
             continue
-        if name not in known or ("." in key and key.split(".")[0] != known[name][0]):
-            raise ConfigError(f"unknown option {key!r}; `seqmnist train --help` lists them")
-        section = known[name][0]
-        sections[section][name] = parse_value(section, name, raw)
-    train_fields = sections["train"]
+        section, name = _locate(key, known)
+        values[section][_field_name(section, name)] = parse_value(section, name, raw)
+    train_fields = values["train"]
     if {"epochs", "steps", "samples"} & train_fields.keys():
         # A new budget replaces the preset's, whichever kind it was.
         for budget in ("epochs", "steps", "samples"):
             train_fields.setdefault(budget, None)
+    # Families' tables first, so the model section is rebuilt with them.
+    model_values = values["model"]
+    for section in SECTIONS:
+        if section.startswith("model.") and values[section]:
+            family = section.split(".", 1)[1]
+            model_values[family] = dataclasses.replace(
+                getattr(base.model, family), **values[section]
+            )
     return dataclasses.replace(
         base,
         **top,
         **{
-            section: dataclasses.replace(getattr(base, section), **values)
-            for section, values in sections.items()
-            if values
+            section: dataclasses.replace(getattr(base, section), **values[section])
+            for section in ("data", "model", "train")
+            if values[section]
         },
     )
 
 
-def _flatten(values: dict[str, Any]) -> dict[str, Any]:
+def _locate(key: str, known: dict[str, tuple[str, dataclasses.Field]]) -> tuple[str, str]:
+    """(section, option name) for an option name or a dotted section.field key."""
+    if "." in key:
+        section, name = key.rsplit(".", 1)
+        fields = (
+            {f.name for f in dataclasses.fields(SECTIONS.get(section, object))}
+            if section in SECTIONS
+            else set()
+        )
+        if name in fields and f"{section}.{name}" not in SECTIONS:
+            return section, name
+    elif key in known:
+        return known[key][0], key
+    raise ConfigError(f"unknown option {key!r}; `seqmnist train --help` lists them")
+
+
+def _flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested tables ({"model": {"lstm": {...}}}) as {"model.lstm.forget_bias": ...}."""
     flat: dict[str, Any] = {}
     for key, value in values.items():
-        if key in SECTIONS:
+        path = prefix + key
+        if path in SECTIONS:
             if not isinstance(value, dict):
-                raise ConfigError(f"[{key}] must be a table of options")
-            flat.update({f"{key}.{name}": inner for name, inner in value.items()})
+                raise ConfigError(f"[{path}] must be a table of options")
+            flat.update(_flatten(value, path + "."))
+        elif prefix:
+            flat[path] = value
         elif key in TOP_LEVEL:
             flat[key] = value
         else:

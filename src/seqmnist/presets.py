@@ -39,7 +39,7 @@ def ref1_stacked() -> RunConfig:
             "reference 1: LSTM 32 then 64 units, batch 64, Adam 0.01, 10 epochs; "
             "fix: full validation and test sets instead of 64 random test images"
         ),
-        model=ModelConfig(hidden_sizes=(32, 64), forget_bias=1.0, head_init="normal"),
+        model=ModelConfig(hidden_sizes=(32, 64), head_init="normal"),
         train=TrainConfig(**_REFERENCE_TRAINING, lr=0.01, batch_size=64, epochs=10.0),
     )
 
@@ -52,7 +52,7 @@ def ref2_lstm128() -> RunConfig:
             "fixes: accuracy on all 10,000 test images, not the first 128; default output-layer "
             "init, not N(0,1); one-cycle AdamW peaking at 0.01 with clipping, not flat Adam 0.001"
         ),
-        model=ModelConfig(hidden_sizes=(128,), forget_bias=1.0),
+        model=ModelConfig(hidden_sizes=(128,)),
         train=TrainConfig(
             optimizer="adamw",
             lr=0.01,
@@ -72,7 +72,7 @@ def _ref_lstm100(name: str, epochs: float, program: str) -> RunConfig:
             f"reference {program}: LSTM 100, batch 50, Adam 0.0001, {epochs:g} epochs; "
             "fix: the loss takes raw logits (the original applied softmax twice)"
         ),
-        model=ModelConfig(hidden_sizes=(100,), forget_bias=1.0, head_init="truncated_normal"),
+        model=ModelConfig(hidden_sizes=(100,), head_init="truncated_normal"),
         train=TrainConfig(**_REFERENCE_TRAINING, lr=1e-4, batch_size=50, epochs=epochs),
     )
 
@@ -96,7 +96,6 @@ def ref5_bilstm() -> RunConfig:
             hidden_sizes=(256,),
             bidirectional=True,
             readout="final",
-            forget_bias=1.0,
             head_init="normal",
         ),
         train=TrainConfig(**_REFERENCE_TRAINING, lr=0.01, batch_size=128, epochs=None, steps=3124),

@@ -10,7 +10,7 @@ from test_cli import ALL_COMMANDS
 
 from seqmnist.cli import build_parser, main
 from seqmnist.cli.presets import to_toml
-from seqmnist.config import RunConfig, load_toml, option_fields
+from seqmnist.config import RunConfig, load_toml, option_fields, setting
 from seqmnist.presets import PRESETS, get_preset
 
 
@@ -30,7 +30,7 @@ def test_train_help_shows_the_values_a_plain_train_uses():
     actions = train_actions()
     used = get_preset("default")
     for name, (section, _) in option_fields().items():
-        value = getattr(getattr(used, section), name)
+        value = setting(used, section, name)
         shown = ",".join(map(str, value)) if isinstance(value, tuple) else value
         shown = "none" if shown is None else shown
         assert actions[name].help.endswith(f"(default: {shown})"), (name, actions[name].help)

@@ -310,7 +310,7 @@ word_text = st.one_of(
 TRAIN_NUMBER_OPTIONS = (
     "--lr", "--epochs", "--steps", "--samples", "--batch-size", "--hidden-sizes", "--seed",
     "--permutation-seed", "--dropout", "--validation-size", "--eval-batch-size", "--threads",
-    "--weight-decay", "--momentum", "--warmup-fraction", "--grad-clip", "--forget-bias",
+    "--weight-decay", "--momentum", "--warmup-fraction", "--grad-clip", "--lstm-forget-bias",
     "--log-every", "--checkpoint-every",
 )  # fmt: skip
 TRAIN_CHOICE_OPTIONS = (
@@ -360,8 +360,8 @@ def test_train_numbers(option, value, stripes_dir, tmp_path):
 @pytest.mark.parametrize(
     "extra",
     [
-        ("--forget-bias", "3.5e38"),  # was a RuntimeError writing the bias into float32
-        ("--forget-bias", "-1e300"),
+        ("--lstm-forget-bias", "3.5e38"),  # was a RuntimeError writing the bias into float32
+        ("--lstm-forget-bias", "-1e300"),
         ("--dataset", "~0"),  # was a RuntimeError: no home folder for user "0"
         ("--dataset", "~no-such-user/digits"),
         ("--config", "~0/run.toml"),

@@ -84,7 +84,7 @@ def test_last_readout_backward_half_ignores_the_first_step():
 
 
 def test_forget_gate_bias_is_set_once():
-    model = build(cell="lstm", hidden_sizes=(4,), forget_bias=1.0)
+    model = build(cell="lstm", hidden_sizes=(4,))
     layer = model.layers[0]
     total = layer.bias_ih_l0 + layer.bias_hh_l0
     assert torch.allclose(total[4:8], torch.ones(4))

@@ -18,8 +18,10 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from seqmnist.config import ModelConfig, RunConfig, TrainConfig
 from seqmnist.errors import ConfigError
-from seqmnist.model.recurrent import RECURRENT_LAYERS
 from seqmnist.training.optim import build_schedule
+
+# The layers a typical PyTorch user reaches for; the baseline has no other families.
+PLAIN_LAYERS: dict[str, type[nn.RNNBase]] = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
 
 
 class BaselineClassifier(nn.Module):
@@ -36,6 +38,11 @@ class BaselineClassifier(nn.Module):
 
 def check_mirrors(model: ModelConfig) -> None:
     """Refuse, before any work, a model the baseline cannot be a twin of."""
+    if model.cell not in PLAIN_LAYERS:
+        raise ConfigError(
+            f"the baseline is a plain nn.RNN/LSTM/GRU loop and has no {model.cell} twin; "
+            "benchmark an rnn, lstm or gru preset"
+        )
     if model.view != "rows" or len(set(model.hidden_sizes)) != 1:
         raise ConfigError(
             "the baseline mirrors rows-view models with equal layer widths; "
@@ -47,7 +54,7 @@ def build_baseline(config: RunConfig, image_shape: tuple[int, int], num_classes:
     """The plain-PyTorch twin of a rows-view model with equal layer widths."""
     model = config.model
     check_mirrors(model)
-    layer = RECURRENT_LAYERS[model.cell](
+    layer = PLAIN_LAYERS[model.cell](
         image_shape[1], model.hidden_sizes[0], num_layers=len(model.hidden_sizes),
         batch_first=True, bidirectional=model.bidirectional,
     )  # fmt: skip

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 
-from seqmnist.config import RunConfig
+from seqmnist.config import SECTIONS, RunConfig
 from seqmnist.errors import ConfigError
 from seqmnist.presets import PRESETS, get_preset
 
@@ -45,15 +46,29 @@ def to_toml(config: RunConfig) -> str:
     lines = [f"# seqmnist preset {config.name}: {config.description}"]
     lines += [f"{key} = {_toml_value(values[key])}" for key in ("name", "description")]
     lines.append("")
+    tables: list[tuple[str, dict]] = []
     for section in ("data", "model", "train"):
-        lines.append(f"[{section}]")
-        for name, value in values[section].items():
-            if value is None:
-                lines.append(f"# {name} = none")
-            else:
-                lines.append(f"{name} = {_toml_value(value)}")
+        tables.append((section, values[section]))
+        # A family's settings are a table of their own, after its section's plain values:
+        # the chosen cell's, and any other family's that a preset changed.
+        tables += [
+            (f"{section}.{name}", value)
+            for name, value in values[section].items()
+            if isinstance(value, dict)
+            and (name == config.model.cell or value != _defaults(section, name))
+        ]
+    for title, table in tables:
+        lines.append(f"[{title}]")
+        for name, value in table.items():
+            if isinstance(value, dict):
+                continue
+            lines.append(f"# {name} = none" if value is None else f"{name} = {_toml_value(value)}")
         lines.append("")
     return "\n".join(lines).rstrip()
+
+
+def _defaults(section: str, name: str) -> dict:
+    return dataclasses.asdict(SECTIONS[f"{section}.{name}"]())
 
 
 def _toml_value(value) -> str:

@@ -14,7 +14,14 @@ from pathlib import Path
 
 from seqmnist.cli.paths import one_line, path_argument
 from seqmnist.cli.startup import ignore_stop_signals
-from seqmnist.config import RunConfig, apply_overrides, field_type, load_toml, option_fields
+from seqmnist.config import (
+    RunConfig,
+    apply_overrides,
+    field_type,
+    load_toml,
+    option_fields,
+    setting,
+)
 from seqmnist.errors import ConfigError, RunError, TrainingInterrupted
 from seqmnist.presets import get_preset
 
@@ -66,33 +73,35 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--json", action="store_true", help="print the run's summary as one JSON object"
     )
     shown = get_preset(DEFAULT_PRESET)
-    for section in ("data", "model", "train"):
-        group = parser.add_argument_group(f"{section} options")
-        for field_section, field in option_fields().values():
-            if field_section == section:
-                default = getattr(getattr(shown, section), field.name)
-                _add_field_option(group, section, field, default)
+    groups: dict[str, argparse._ArgumentGroup] = {}
+    for name, (section, field) in option_fields().items():
+        if section not in groups:
+            title = f"{section} options" if "." not in section else (
+                f"{section.split('.')[1]} options (--cell {section.split('.')[1]} only)"
+            )  # fmt: skip
+            groups[section] = parser.add_argument_group(title)
+        _add_field_option(groups[section], name, section, field, setting(shown, section, name))
     parser.set_defaults(handler=run, next_step=next_step)
 
 
-def _add_field_option(group, section: str, field: dataclasses.Field, default) -> None:
-    flag = "--" + field.name.replace("_", "-")
+def _add_field_option(group, name: str, section: str, field: dataclasses.Field, default) -> None:
+    flag = "--" + name.replace("_", "-")
     help_text = f"{field.metadata.get('help', '')} (default: {_show(default)})"
-    if field_type(section, field.name) is bool:
-        group.add_argument(flag, dest=field.name, action=argparse.BooleanOptionalAction,
+    if field_type(section, name) is bool:
+        group.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction,
                            default=None, help=help_text)  # fmt: skip
     elif choices := field.metadata.get("choices"):
-        group.add_argument(flag, dest=field.name, default=None, choices=choices, help=help_text)
+        group.add_argument(flag, dest=name, default=None, choices=choices, help=help_text)
     else:
-        group.add_argument(flag, dest=field.name, default=None, metavar=_metavar(section, field),
+        group.add_argument(flag, dest=name, default=None, metavar=_metavar(section, name),
                            help=help_text)  # fmt: skip
 
 
-def _metavar(section: str, field: dataclasses.Field) -> str:
-    hint = field_type(section, field.name)
+def _metavar(section: str, name: str) -> str:
+    hint = field_type(section, name)
     if typing.get_origin(hint) is tuple:
         return "N,N,..."
-    return field.name.upper()
+    return name.upper()
 
 
 def _show(value) -> str:

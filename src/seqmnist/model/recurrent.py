@@ -1,15 +1,24 @@
-"""The recurrent classifier: sequence view -> stacked recurrent layers -> readout -> logits."""
+"""The recurrent classifier: sequence view -> stack of recurrent cores -> readout -> logits.
+
+The cores come from the registry (model/registry.py), one per layer so widths
+may differ (reference 1 stacks 32 then 64); the classifier knows only the core
+contract (model/core.py), so every family trains, evaluates, explains and
+exports through the same code.
+"""
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
-from seqmnist.config import ModelConfig
+from seqmnist.model.core import RecurrentCore
+from seqmnist.model.registry import LayerSpec, family
 from seqmnist.model.views import SequenceView
 
-# PyTorch's fused layers, one per cell: the time loop runs in C++/cuDNN.
-RECURRENT_LAYERS: dict[str, type[nn.RNNBase]] = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
+if TYPE_CHECKING:  # the model reads a ModelConfig's fields; it never imports the config module
+    from seqmnist.config import ModelConfig
 
 
 class RecurrentClassifier(nn.Module):
@@ -19,21 +28,19 @@ class RecurrentClassifier(nn.Module):
         super().__init__()
         self.readout = config.readout
         self.bidirectional = config.bidirectional
+        self.cell = config.cell
         self.view = SequenceView(config.view, image_shape, config.permutation_seed)
-        directions = 2 if config.bidirectional else 1
-        layer_class = RECURRENT_LAYERS[config.cell]
-        input_sizes = (self.view.features,) + tuple(
-            size * directions for size in config.hidden_sizes[:-1]
-        )
-        # One module per layer so widths may differ (reference 1 stacks 32 then 64).
-        self.layers = nn.ModuleList(
-            layer_class(inputs, hidden, batch_first=True, bidirectional=config.bidirectional)
-            for inputs, hidden in zip(input_sizes, config.hidden_sizes)
-        )
+        build = family(config.cell).build
+        options = getattr(config, config.cell, None)  # the family's own section, if it has one
+        layers: list[RecurrentCore] = []
+        inputs = self.view.features
+        for hidden in config.hidden_sizes:
+            core = build(LayerSpec(inputs, hidden, config.bidirectional, self.view.steps, options))
+            layers.append(core)
+            inputs = core.output_size
+        self.layers = nn.ModuleList(layers)
         self.dropout = nn.Dropout(config.dropout)
-        self.head = nn.Linear(config.hidden_sizes[-1] * directions, num_classes)
-        if config.cell == "lstm":
-            _set_forget_bias(self.layers, config.forget_bias)
+        self.head = nn.Linear(inputs, num_classes)
         _init_head(self.head, config.head_init)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
@@ -64,21 +71,8 @@ class RecurrentClassifier(nn.Module):
         for index, layer in enumerate(self.layers):
             if index > 0:
                 x = self.dropout(x)
-            x, _ = layer(x)  # (B, T, D*H_layer)
+            x = layer(x)  # (B, T, layer.output_size)
         return x
-
-
-def _set_forget_bias(layers: nn.ModuleList, value: float) -> None:
-    # PyTorch orders LSTM gates (input, forget, cell, output) and adds two
-    # biases; put the whole offset in one so the sum is ``value``.
-    with torch.no_grad():
-        for layer in layers:
-            hidden = layer.hidden_size
-            for name, bias in layer.named_parameters():
-                if name.startswith("bias_ih"):
-                    bias[hidden : 2 * hidden] = value
-                elif name.startswith("bias_hh"):
-                    bias[hidden : 2 * hidden] = 0.0
 
 
 def _init_head(head: nn.Linear, scheme: str) -> None:

@@ -64,6 +64,7 @@ def export_onnx(
     not at all: a failed check leaves nothing behind. A place that cannot be
     written is a StorageError naming ``--out``.
     """
+    check_exportable(model)
     onnx, onnxruntime = _import_onnx()
     model = model.cpu().eval()
     path = Path(path)
@@ -89,6 +90,17 @@ def export_onnx(
 
     atomic_write(path, write)
     return ExportReport(path, differences, len(check_images), path.stat().st_size)
+
+
+def check_exportable(model: RecurrentClassifier) -> None:
+    """Refuse, before any work, a model with a core the ONNX exporter cannot trace."""
+    stuck = [type(layer).__name__ for layer in model.layers if not layer.exportable]
+    if stuck:
+        raise ExportError(
+            f"a {model.cell} model cannot be exported to ONNX yet ({', '.join(sorted(set(stuck)))} "
+            "does not trace to a graph onnxruntime matches); use it from PyTorch instead "
+            "(`seqmnist predict`, or seqmnist.Predictor in Python)"
+        )
 
 
 def _import_onnx():
@@ -154,6 +166,7 @@ def export_run(
     if check_images < 1:
         raise ExportError(f"--check-images must be at least 1, got {check_images}")
     run = load_run(run_dir)
+    check_exportable(run.model)
     check_writable_file(Path(path))  # before the dataset is read and the model traced
     test = run_split(run, "test", data_dir)
     pixels = to_unit_float_array(test.images[:check_images])  # (N, H, W) in [0, 1]
