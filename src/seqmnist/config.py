@@ -21,7 +21,6 @@ from seqmnist.errors import ConfigError
 from seqmnist.model.options import (
     CELLS,
     CoRNNOptions,
-    IndRNNOptions,
     LEMOptions,
     LRUOptions,
     LSTMOptions,
@@ -95,7 +94,6 @@ class ModelConfig:
     lru: LRUOptions = field(default_factory=LRUOptions)
     cornn: CoRNNOptions = field(default_factory=CoRNNOptions)
     lem: LEMOptions = field(default_factory=LEMOptions)
-    indrnn: IndRNNOptions = field(default_factory=IndRNNOptions)
 
     def __post_init__(self) -> None:
         _require_choice("view", self.view, VIEWS)

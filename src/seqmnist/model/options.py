@@ -117,7 +117,7 @@ class IndRNNOptions:
 
 # Every family's --cell name, in the order help and tables list them; the
 # registry (model/registry.py) builds each, and a test holds the two equal.
-CELLS = ("rnn", "lstm", "gru")
+CELLS = ("rnn", "lstm", "gru", "lru", "cornn", "lem")
 
 # The families with settings of their own, by the --cell name that selects them.
 FAMILY_OPTIONS = {

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from seqmnist.model import classic
+from seqmnist.model import classic, cornn, lem, lru
 from seqmnist.model.core import CoreError, RecurrentCore
 
 
@@ -38,6 +38,19 @@ FAMILIES: dict[str, Family] = {
         "lstm", "Hochreiter and Schmidhuber 1997 (PyTorch's fused nn.LSTM)", classic.build_lstm
     ),
     "gru": Family("gru", "Cho et al. 2014 (PyTorch's fused nn.GRU)", classic.build_gru),
+    "lru": Family(
+        "lru",
+        "Orvieto et al. 2023, Resurrecting Recurrent Neural Networks for Long Sequences",
+        lru.build,
+    ),  # fmt: skip
+    "cornn": Family(
+        "cornn",
+        "Rusch and Mishra, ICLR 2021, Coupled Oscillatory Recurrent Neural Network",
+        cornn.build,
+    ),  # fmt: skip
+    "lem": Family(
+        "lem", "Rusch et al., ICLR 2022, Long Expressive Memory for Sequence Modeling", lem.build
+    ),
 }
 
 

@@ -1,0 +1,140 @@
+"""Every method in model/scan.py against the plain loop, in values and gradients."""
+
+import math
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from seqmnist.model.scan import choose_method, linear_recurrence, log_linear_recurrence
+
+FAST_METHODS = ("sequential", "chunked")
+TIGHT = {"rtol": 1e-10, "atol": 1e-12}
+
+
+def _problem(seed, batch, steps, state, complex_, varying, with_h0):
+    """a with |a| <= 1 (some exactly 0 and 1), b and h0 in float64 or complex128."""
+    generator = torch.Generator().manual_seed(seed)
+    shape = (batch, steps, *state) if varying else state
+
+    def draw(shape):
+        values = torch.randn(shape, generator=generator, dtype=torch.float64)
+        if complex_:
+            values = torch.complex(
+                values, torch.randn(shape, generator=generator, dtype=torch.float64)
+            )
+        return values
+
+    modulus = torch.rand(shape, generator=generator, dtype=torch.float64)
+    modulus.view(-1)[::7] = 0.0  # exact zeros and ones: the edges of |a| <= 1
+    modulus.view(-1)[3::11] = 1.0
+    sign = torch.randint(0, 2, shape, generator=generator).to(torch.float64) * 2 - 1
+    a = modulus * sign
+    if complex_:
+        phase = 2 * math.pi * torch.rand(shape, generator=generator, dtype=torch.float64)
+        a = torch.polar(modulus, phase)
+    b = draw((batch, steps, *state))
+    h0 = draw((batch, *state)) if with_h0 else None
+    return a, b, h0
+
+
+def _values_and_gradients(method, a, b, h0):
+    inputs = [
+        t.detach().clone().requires_grad_() for t in (a, b) + ((h0,) if h0 is not None else ())
+    ]
+    h = linear_recurrence(*inputs[:2], inputs[2] if h0 is not None else None, method=method)
+    weights = torch.linspace(-1, 1, h.numel(), dtype=torch.float64).reshape(h.shape)
+    loss = (h * weights).real.sum() + (h.abs() ** 2).sum()  # complex h: a real loss of both parts
+    return (h, *torch.autograd.grad(loss, inputs))
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    seed=st.integers(0, 2**31 - 1),
+    batch=st.integers(1, 4),
+    steps=st.one_of(st.integers(1, 40), st.integers(41, 784)),
+    state=st.sampled_from([(1,), (3,), (2, 3)]),
+    complex_=st.booleans(),
+    varying=st.booleans(),
+    with_h0=st.booleans(),
+)
+def test_fast_methods_equal_the_loop_in_values_and_gradients(
+    seed, batch, steps, state, complex_, varying, with_h0
+):
+    a, b, h0 = _problem(seed, batch, steps, state, complex_, varying, with_h0)
+    expected = _values_and_gradients("loop", a, b, h0)
+    for method in FAST_METHODS:
+        for got, want in zip(_values_and_gradients(method, a, b, h0), expected):
+            torch.testing.assert_close(got, want, **TIGHT, msg=method)
+
+
+@pytest.mark.parametrize("steps", [1, 2, 3, 7, 28, 97, 784])
+@pytest.mark.parametrize("varying", [False, True])
+def test_chunked_equals_the_loop_at_lengths_with_and_without_padding(steps, varying):
+    a, b, h0 = _problem(steps, 2, steps, (3,), True, varying, True)
+    for got, want in zip(
+        _values_and_gradients("chunked", a, b, h0), _values_and_gradients("loop", a, b, h0)
+    ):
+        torch.testing.assert_close(got, want, **TIGHT)
+
+
+def test_without_gradients_every_method_gives_the_loop_values():
+    a, b, h0 = _problem(0, 3, 50, (4,), False, True, True)
+    expected = linear_recurrence(a, b, h0, method="loop")
+    with torch.no_grad():
+        for method in ("auto", *FAST_METHODS):
+            torch.testing.assert_close(
+                linear_recurrence(a, b, h0, method=method), expected, **TIGHT
+            )
+
+
+@settings(max_examples=15, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), steps=st.integers(1, 784), with_h0=st.booleans())
+def test_log_space_scan_equals_the_loop_for_positive_coefficients(seed, steps, with_h0):
+    generator = torch.Generator().manual_seed(seed)
+    a = torch.rand(2, steps, 3, generator=generator, dtype=torch.float64) * 0.98 + 0.01
+    b = torch.rand(2, steps, 3, generator=generator, dtype=torch.float64) + 0.01
+    h0 = torch.rand(2, 3, generator=generator, dtype=torch.float64) + 0.01 if with_h0 else None
+    log_a, log_b = a.log().requires_grad_(), b.log().requires_grad_()
+    log_h0 = None if h0 is None else h0.log()
+    got = log_linear_recurrence(log_a, log_b, log_h0)
+    expected = linear_recurrence(a.requires_grad_(), b.requires_grad_(), h0, method="loop")
+    torch.testing.assert_close(got, expected, rtol=1e-9, atol=1e-12)
+    # Gradients agree through the change of variables d/dlog x = x d/dx.
+    got_a, got_b = torch.autograd.grad(got.sum(), (log_a, log_b))
+    want_a, want_b = torch.autograd.grad(expected.sum(), (a, b))
+    torch.testing.assert_close(got_a, want_a * a, rtol=1e-8, atol=1e-10)
+    torch.testing.assert_close(got_b, want_b * b, rtol=1e-8, atol=1e-10)
+
+
+@pytest.mark.parametrize("method", FAST_METHODS)
+def test_float32_stays_finite_at_784_steps_with_large_inputs_and_unit_coefficients(method):
+    a = torch.ones(4, 784, 8)  # no decay at all: the state sums every input
+    a[:, ::5] = 0.0
+    b = (torch.rand(4, 784, 8) * 2 - 1).mul_(1e4).requires_grad_()
+    h = linear_recurrence(a.requires_grad_(), b, method=method)
+    h.square().mean().backward()
+    assert torch.isfinite(h).all()
+    assert torch.isfinite(a.grad).all() and torch.isfinite(b.grad).all()
+
+
+def test_auto_is_the_sequential_loop_on_a_cpu_and_chunked_elsewhere():
+    assert choose_method(784, torch.device("cpu")) == "sequential"
+    assert choose_method(28, torch.device("cuda")) == "chunked"
+
+
+@pytest.mark.parametrize(
+    "a_shape, h0_shape",
+    [((2, 5, 4), None), ((5,), None), ((3,), (2, 4, 1))],
+)
+def test_mismatched_shapes_are_refused(a_shape, h0_shape):
+    b = torch.zeros(2, 5, 3)
+    h0 = None if h0_shape is None else torch.zeros(h0_shape)
+    with pytest.raises(ValueError, match="must"):
+        linear_recurrence(torch.zeros(a_shape), b, h0)
+
+
+def test_an_unknown_method_is_refused():
+    with pytest.raises(ValueError, match="unknown method"):
+        linear_recurrence(torch.zeros(3), torch.zeros(1, 2, 3), method="fft")
