@@ -97,6 +97,13 @@ def _fetch(url: str, connect_timeout: float, read_timeout: float, max_bytes: int
     def get() -> None:
         try:
             outcome.append(_get(url, read_timeout, max_bytes, answered))
+        except TimeoutError as error:
+            # The socket's own timeout can end the wait for an answer before this
+            # thread's waiter does (on a loaded machine): the same failure, said the same way.
+            late = answered.is_set()
+            outcome.append(
+                error if late else TimeoutError(f"timed out: no answer within {read_timeout:.1f} s")
+            )
         except Exception as error:  # handed over to the waiting thread
             outcome.append(error)
         finally:
