@@ -11,6 +11,7 @@ import torch
 from seqmnist.bench.run import run_benchmark
 from seqmnist.cli import main
 from seqmnist.cli.bench import format_table
+from seqmnist.presets import get_preset
 
 RUNTIME = {
     "device", "device_name", "precision", "evaluation_precision", "threads", "cpu_flags",
@@ -113,3 +114,77 @@ def test_bench_cli_on_mnist_prints_one_json_object(mnist_dir, one_torch_thread, 
     assert result.keys() >= RUNTIME | THROUGHPUT | TO_ACCURACY
     assert 0.0 <= result["test_accuracy"] <= 1.0
     assert 0.0 <= result["baseline_final_test_accuracy"] <= 1.0
+
+
+@pytest.fixture(scope="module")
+def cell_speeds(stripes_dir, one_torch_thread):
+    """Every family's speed on the 6x5 stripes (6 and 30 steps), one short window each."""
+    from seqmnist.bench.cells import measure_cells
+    from seqmnist.data import load_dataset
+    from seqmnist.model.options import CELLS
+    from seqmnist.runtime import Runtime
+
+    splits = load_dataset(str(stripes_dir), None, 100)
+    return measure_cells(
+        CELLS, splits, Runtime.resolve("cpu", "fp32"), batch_size=16, rounds=1,
+        target_seconds=0.001,
+    )  # fmt: skip
+
+
+def test_cells_bench_measures_every_family_by_rows_and_by_pixels(cell_speeds):
+    from seqmnist.bench.cells import model_for, ratios
+    from seqmnist.model.options import CELLS
+
+    order = ["lstm", *(cell for cell in CELLS if cell != "lstm")]  # the reference first
+    assert [(s.cell, s.view) for s in cell_speeds] == [
+        (cell, view) for view in ("rows", "pixels") for cell in order
+    ]
+    assert {s.view: s.sequence_length for s in cell_speeds} == {"rows": 6, "pixels": 30}
+    for speed in cell_speeds:
+        assert speed.params > 0
+        assert speed.train_samples_per_second > 0 and speed.infer_samples_per_second > 0
+    assert ratios(cell_speeds)[("lstm", "rows")] == (1.0, 1.0)
+    # Each family at its row preset's size, the reference at the default's.
+    assert model_for("lru") == get_preset("row-lru").model
+    assert model_for("lstm") == get_preset("default").model
+
+
+def test_cells_table_names_the_machine_and_every_family(cell_speeds):
+    import dataclasses
+
+    from seqmnist.cli.bench import format_cells_table
+
+    result = {
+        "batch_size": 16, "rounds": 1, "cells": [dataclasses.asdict(s) for s in cell_speeds],
+        "device": "cpu", "device_name": "a CPU", "threads": 1, "torch_version": torch.__version__,
+        "precision": "fp32", "cpu_flags": ["avx2"],
+    }  # fmt: skip
+    table = format_cells_table(result)
+    assert "CPU flags: avx2" in table and "28 steps" in table and "784 steps" in table
+    for speed in cell_speeds:
+        assert any(line.startswith(f"{speed.cell} ") for line in table.splitlines())
+
+
+@pytest.mark.parametrize(
+    ("cells", "complaint"),
+    [("lstm,nosuch", "unknown cell 'nosuch'"), (",", "names no family")],
+)
+def test_cells_bench_refuses_unknown_families_in_one_line(cells, complaint, capsys):
+    assert main(["bench", "--cells", cells]) == 2
+    error = capsys.readouterr().err.strip()
+    assert complaint in error and len(error.splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_cells_bench_cli_on_mnist_prints_one_json_object(mnist_dir, one_torch_thread, capsys):
+    argv = ["bench", "--cells", "lstm,lru", "--rounds", "1", "--data-dir", str(mnist_dir),
+            "--device", "cpu", "--batch-size", "8", "--json"]  # fmt: skip
+    assert main(argv) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert [(s["cell"], s["view"]) for s in result["cells"]] == [
+        ("lstm", "rows"),
+        ("lru", "rows"),
+        ("lstm", "pixels"),
+        ("lru", "pixels"),
+    ]
+    assert result.keys() >= RUNTIME - {"python_version"}

@@ -21,6 +21,7 @@ from seqmnist.errors import ConfigError
 from seqmnist.model.options import (
     CELLS,
     CoRNNOptions,
+    IndRNNOptions,
     LEMOptions,
     LRUOptions,
     LSTMOptions,
@@ -29,7 +30,7 @@ from seqmnist.model.options import (
 VIEWS = ("rows", "columns", "pixels", "permuted")
 READOUTS = ("final", "last", "mean")
 OPTIMIZERS = ("adam", "adamw", "sgd")
-SCHEDULES = ("none", "cosine", "onecycle")
+SCHEDULES = ("none", "cosine", "onecycle", "step")
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "bf16")
 HEAD_INITS = ("default", "normal", "truncated_normal")
@@ -94,6 +95,7 @@ class ModelConfig:
     lru: LRUOptions = field(default_factory=LRUOptions)
     cornn: CoRNNOptions = field(default_factory=CoRNNOptions)
     lem: LEMOptions = field(default_factory=LEMOptions)
+    indrnn: IndRNNOptions = field(default_factory=IndRNNOptions)
 
     def __post_init__(self) -> None:
         _require_choice("view", self.view, VIEWS)
@@ -122,6 +124,15 @@ class TrainConfig:
     schedule: str = field(default="none", metadata=_help("learning-rate schedule", SCHEDULES))
     warmup_fraction: float = field(
         default=0.1, metadata=_help("share of steps spent warming up (onecycle)")
+    )
+    decay_at: float = field(
+        default=0.75,
+        metadata=_help(
+            "share of the budget after which the step schedule multiplies the lr (step)"
+        ),
+    )
+    decay_factor: float = field(
+        default=0.1, metadata=_help("what the step schedule multiplies the lr by (step)")
     )
     grad_clip: float = field(
         default=1.0, metadata=_help("clip the gradient norm to this (0 = off); RNNs can explode")
@@ -164,6 +175,11 @@ class TrainConfig:
         )
         _require(0.0 <= self.momentum < 1.0, "momentum must be in [0, 1)")
         _require(0.0 <= self.warmup_fraction < 1.0, "warmup_fraction must be in [0, 1)")
+        _require(0.0 < self.decay_at < 1.0, f"decay_at must be in (0, 1), got {self.decay_at}")
+        _require(
+            0.0 < self.decay_factor <= 1.0,
+            f"decay_factor must be in (0, 1], got {self.decay_factor}",
+        )
         _require(self.grad_clip >= 0 and math.isfinite(self.grad_clip), "grad_clip must be >= 0")
         _require(self.batch_size > 0, f"batch_size must be positive, got {self.batch_size}")
         _require(self.eval_batch_size > 0, "eval_batch_size must be positive")

@@ -76,11 +76,29 @@ def test_same_seed_same_weights_other_seed_other_weights(stripes_dir):
 
 
 @pytest.mark.parametrize("optimizer", ["adam", "adamw", "sgd"])
-@pytest.mark.parametrize("schedule", ["none", "cosine", "onecycle"])
+@pytest.mark.parametrize("schedule", ["none", "cosine", "onecycle", "step"])
 def test_every_optimizer_and_schedule_runs(stripes_dir, optimizer, schedule):
     result = train(tiny_config(stripes_dir, steps=4, optimizer=optimizer, schedule=schedule),
                    progress=False)  # fmt: skip
     assert result.summary["steps"] == 4
+
+
+def test_step_schedule_multiplies_the_rate_once_at_its_share_of_the_budget():
+    from seqmnist.config import TrainConfig
+    from seqmnist.training.optim import build_schedule
+
+    parameter = torch.nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.SGD([parameter], lr=0.5)
+    config = TrainConfig(
+        schedule="step", lr=0.5, decay_at=0.25, decay_factor=0.2, epochs=None, steps=8
+    )
+    schedule = build_schedule(optimizer, config, total_steps=8)
+    rates = []
+    for _ in range(8):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        schedule.step()
+    assert rates == pytest.approx([0.5, 0.5] + [0.1] * 6)
 
 
 def test_permuted_run_saves_and_reloads_its_permutation(stripes_dir, tmp_path):

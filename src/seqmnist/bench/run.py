@@ -82,6 +82,13 @@ def run_benchmark(
     return result
 
 
+def load_for_bench(overrides: dict[str, Any]) -> tuple[Runtime, ImageSplits]:
+    """The runtime and the data that ``overrides`` (data and runtime settings) describe."""
+    config = apply_overrides(get_preset("default"), overrides)
+    runtime = Runtime.for_training(config.train)
+    return runtime, _load(config)
+
+
 def _budget(steps: int | None) -> dict[str, Any]:
     """A step budget replacing the preset's (the config bounds it), or none."""
     return {} if steps is None else {"steps": steps}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 
 from seqmnist.cli.paths import path_argument, positive_int
@@ -26,6 +27,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     parser.add_argument("--preset", default="ref2-lstm128", help="model and batch to measure")
+    parser.add_argument(
+        "--cells", nargs="?", const="all", metavar="NAME,NAME,...",
+        help="instead, measure every family (or those named) at 28 and 784 steps against "
+        "nn.LSTM-128: parameters, training and inference samples/s",
+    )  # fmt: skip
+    parser.add_argument(
+        "--rounds", type=positive_int, default=5,
+        help="with --cells: timed windows per model, taken in turns (default: 5)",
+    )  # fmt: skip
     parser.add_argument(
         "--steps", type=positive_int, help="training steps each (default: the preset's)"
     )
@@ -55,9 +65,74 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.cells is not None:
+        result = measure_cells(args)
+        print(json.dumps(result) if args.json else format_cells_table(result))
+        return 0
     result = measure(args)
     print(json.dumps(result) if args.json else format_table(result))
     return 0
+
+
+def measure_cells(args: argparse.Namespace) -> dict:
+    """`seqmnist bench --cells`: the per-family table's figures, with the runtime they ran on."""
+    from seqmnist.bench.cells import check_cells
+    from seqmnist.model.options import CELLS
+
+    names = (
+        CELLS if args.cells == "all" else [n.strip() for n in args.cells.split(",") if n.strip()]
+    )
+    check_cells(names)  # before torch and the data load
+    from seqmnist.bench.cells import measure_cells as measure_families
+    from seqmnist.bench.run import load_for_bench
+
+    runtime, splits = load_for_bench(
+        _overrides(args, ("data_dir", "device", "precision", "threads"))
+    )
+    speeds = measure_families(
+        names, splits, runtime, batch_size=args.batch_size or 128, rounds=args.rounds
+    )
+    return {
+        "batch_size": args.batch_size or 128,
+        "rounds": args.rounds,
+        "cells": [dataclasses.asdict(speed) for speed in speeds],
+        **runtime.to_dict(),
+    }
+
+
+def format_cells_table(result: dict) -> str:
+    rows: dict[str, dict[str, dict]] = {}
+    for speed in result["cells"]:
+        rows.setdefault(speed["cell"], {})[speed["view"]] = speed
+    reference = rows["lstm"]
+
+    def ratio(speed: dict, key: str) -> str:
+        return f"{speed[key] / reference[speed['view']][key]:.2f}x"
+
+    lines = [
+        f"device {result['device']} ({result['device_name']}, {result['threads']} threads), "
+        f"torch {result['torch_version']}, training precision {result['precision']}, "
+        f"batch {result['batch_size']}; CPU flags: {' '.join(result['cpu_flags']) or '-'}",
+        f"{'':10}{'params':>8}{'train/s':>10}{'vs LSTM':>9}{'infer/s':>10}{'vs LSTM':>9}"
+        f"{'train/s':>10}{'vs LSTM':>9}{'infer/s':>10}{'vs LSTM':>9}",
+        f"{'':18}{'--- rows, 28 steps ---':^38}{'--- pixels, 784 steps ---':^38}",
+    ]
+    for cell, views in rows.items():
+        line = f"{cell:10}{views['rows']['params']:>8,}"
+        for view in ("rows", "pixels"):
+            speed = views[view]
+            line += (
+                f"{speed['train_samples_per_second']:>10,.0f}"
+                f"{ratio(speed, 'train_samples_per_second'):>9}"
+                f"{speed['infer_samples_per_second']:>10,.0f}"
+                f"{ratio(speed, 'infer_samples_per_second'):>9}"
+            )
+        lines.append(line)
+    lines.append(
+        f"(samples/s, median of {result['rounds']} windows per model taken in turns; params by "
+        "rows; training: seqmnist's step with fused AdamW; inference: fp32 forward, batch 1,000)"
+    )
+    return "\n".join(lines)
 
 
 def measure(args: argparse.Namespace) -> dict:
@@ -65,17 +140,17 @@ def measure(args: argparse.Namespace) -> dict:
     # Imported here: the benchmark loads torch, which `seqmnist --help` must not.
     from seqmnist.bench.run import run_benchmark
 
-    # Counts are positive by their argument type; the config bounds the rest.
-    overrides = {
-        name: value
-        for name in ("data_dir", "device", "precision", "threads", "batch_size")
-        if (value := getattr(args, name)) is not None
-    }
     return run_benchmark(
         args.preset, steps=args.steps, to_accuracy=args.to_accuracy,
         accuracy_preset=args.accuracy_preset, accuracy_steps=args.accuracy_steps,
-        eval_every=args.eval_every, overrides=overrides,
+        eval_every=args.eval_every,
+        overrides=_overrides(args, ("data_dir", "device", "precision", "threads", "batch_size")),
     )  # fmt: skip
+
+
+def _overrides(args: argparse.Namespace, names: tuple[str, ...]) -> dict:
+    # Counts are positive by their argument type; the config bounds the rest.
+    return {name: value for name in names if (value := getattr(args, name)) is not None}
 
 
 def format_table(result: dict) -> str:

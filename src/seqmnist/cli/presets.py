@@ -16,7 +16,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "presets",
         help="list the presets, or show every setting of one",
         description=(
-            "List the presets: seqmnist's default and the five reference programs. With a "
+            "List the presets: seqmnist's default, the five reference programs, and for each "
+            "recurrent family a row-MNIST recipe tuned here (row-NAME) and the published "
+            "pixel and permuted-pixel recipes (pixel-NAME, permuted-NAME), each naming what "
+            "its paper reports or saying that it reports nothing. With a "
             "NAME, print that preset's whole resolved configuration as TOML, which "
             "`seqmnist train --config FILE` reads back."
         ),

@@ -213,5 +213,23 @@ def format_summary(summary: dict, out: Path) -> str:
         f"{summary['steps']:,} steps in {summary['train_seconds']:.1f} s "
         f"({summary['samples_per_second']:,.0f} samples/s) on {runtime['device']}, "
         f"{runtime['precision']}, {runtime['threads']} threads; {summary['params']:,} parameters",
+        *_recipe_lines(summary.get("recipe")),
         f"run written to {out}; `seqmnist eval {quoted}` reproduces the test figures",
     ])  # fmt: skip
+
+
+def _recipe_lines(recipe: dict | None) -> list[str]:
+    """A partial run of a preset says so, with its budget, beside anything published."""
+    if recipe is None or not recipe["partial"]:
+        return []
+    lines = [
+        f"partial run: {recipe['steps']:,} of the {recipe['recipe_steps']:,} steps of preset "
+        f"{recipe['preset']}'s recipe; its figures are those of this budget, not the recipe's"
+    ]
+    published = recipe["published"]
+    if published is not None and published["test_accuracy"] is not None:
+        lines.append(
+            f"(the whole recipe's published figure, {100 * published['test_accuracy']:.2f}%, is "
+            f"from {published['source']} and is not comparable with a partial run)"
+        )
+    return lines

@@ -106,6 +106,13 @@ class IndRNNOptions:
     residual: bool = field(
         default=True, metadata=_help("residual connections between layers of equal width")
     )
+    batch_norm: bool = field(
+        default=False,
+        metadata=_help(
+            "batch norm after each layer over batch and time, as the paper's sMNIST nets"
+            " (stepping then matches forward in eval only)"
+        ),
+    )
 
     def __post_init__(self) -> None:
         _require(
@@ -117,7 +124,7 @@ class IndRNNOptions:
 
 # Every family's --cell name, in the order help and tables list them; the
 # registry (model/registry.py) builds each, and a test holds the two equal.
-CELLS = ("rnn", "lstm", "gru", "lru", "cornn", "lem")
+CELLS = ("rnn", "lstm", "gru", "lru", "mingru", "minlstm", "cornn", "lem", "indrnn")
 
 # The families with settings of their own, by the --cell name that selects them.
 FAMILY_OPTIONS = {

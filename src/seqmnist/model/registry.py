@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from seqmnist.model import classic, cornn, lem, lru
+from seqmnist.model import classic, cornn, indrnn, lem, lru, mingru
 from seqmnist.model.core import CoreError, RecurrentCore
 
 
@@ -43,6 +43,12 @@ FAMILIES: dict[str, Family] = {
         "Orvieto et al. 2023, Resurrecting Recurrent Neural Networks for Long Sequences",
         lru.build,
     ),  # fmt: skip
+    "mingru": Family(
+        "mingru", "Feng et al. 2024, Were RNNs All We Needed? (minGRU)", mingru.build_mingru
+    ),
+    "minlstm": Family(
+        "minlstm", "Feng et al. 2024, Were RNNs All We Needed? (minLSTM)", mingru.build_minlstm
+    ),
     "cornn": Family(
         "cornn",
         "Rusch and Mishra, ICLR 2021, Coupled Oscillatory Recurrent Neural Network",
@@ -51,6 +57,11 @@ FAMILIES: dict[str, Family] = {
     "lem": Family(
         "lem", "Rusch et al., ICLR 2022, Long Expressive Memory for Sequence Modeling", lem.build
     ),
+    "indrnn": Family(
+        "indrnn",
+        "Li et al., CVPR 2018, Independently Recurrent Neural Network (IndRNN)",
+        indrnn.build,
+    ),  # fmt: skip
 }
 
 

@@ -18,6 +18,7 @@ from seqmnist.errors import RunError, SeqmnistError
 from seqmnist.evaluation import DeviceSplit, Evaluation, evaluate
 from seqmnist.files import atomic_write_json
 from seqmnist.model import count_parameters
+from seqmnist.presets import recipe_status
 from seqmnist.runs import (
     CONFIG_FILE,
     METRICS_FILE,
@@ -137,6 +138,9 @@ def train(
     summary = _summary(config, runtime, model, loop, validation, test, train_seconds)
     summary["setup_seconds"] = setup_seconds
     summary["data_folder"] = data_folder
+    # Whether this is the whole of a preset's recipe or part of one (a partial
+    # run's figure must never stand beside the paper's).
+    summary["recipe"] = recipe_status(config, len(train_split))
     if run_dir is not None:
         # The checksum in summary.json is how eval, predict and export know the
         # weights they read are the ones written here.

@@ -1,4 +1,4 @@
-"""Presets: typed functions returning a run configuration.
+"""seqmnist's default recipe and the five reference programs, as typed presets.
 
 The five reference programs (../shared/reference-programs.md) are rebuilt
 with their model and settings, each defect fixed and the fix named in the
@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from seqmnist.config import ModelConfig, RunConfig, TrainConfig
-from seqmnist.errors import ConfigError
 
 # Every reference trained with plain Adam, no clipping and no schedule.
 _REFERENCE_TRAINING = dict(optimizer="adam", grad_clip=0.0, schedule="none")
@@ -102,7 +101,7 @@ def ref5_bilstm() -> RunConfig:
     )
 
 
-PRESETS: dict[str, Callable[[], RunConfig]] = {
+REFERENCES: dict[str, Callable[[], RunConfig]] = {
     "default": default,
     "ref1-stacked": ref1_stacked,
     "ref2-lstm128": ref2_lstm128,
@@ -110,10 +109,3 @@ PRESETS: dict[str, Callable[[], RunConfig]] = {
     "ref4-lstm100": ref4_lstm100,
     "ref5-bilstm": ref5_bilstm,
 }
-
-
-def get_preset(name: str) -> RunConfig:
-    """The preset's configuration; an unknown name is a ConfigError listing the known ones."""
-    if name not in PRESETS:
-        raise ConfigError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
-    return PRESETS[name]()

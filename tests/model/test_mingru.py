@@ -1,0 +1,202 @@
+"""minGRU and minLSTM (Feng et al. 2024): every parallel form against stepping, the paper's gates and g."""
+
+import io
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from seqmnist.model.core import Bidirectional, CoreError, run_stepwise
+from seqmnist.model.mingru import (
+    MinGRU,
+    MinLSTM,
+    MinRNNCore,
+    build_mingru,
+    build_minlstm,
+    g,
+    log_g,
+)
+from seqmnist.model.registry import LayerSpec
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Stepping runs thousands of tiny operations, and LayerNorm's backward
+    splits even a (2, 4) tensor across OpenMP threads: with the other core
+    busy each call waited ~20 ms (784 steps took 24 s on 2 threads, 0.6 s on 1)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+BUILDS = {"mingru": build_mingru, "minlstm": build_minlstm}
+METHODS = ("sequential", "chunked", "log", "loop")  # "auto" is sequential on a CPU
+
+
+def _core(name, input_size, hidden_size, seed=0) -> MinRNNCore:
+    torch.manual_seed(seed)
+    return BUILDS[name](LayerSpec(input_size, hidden_size, False, 28, None))
+
+
+def _forward_and_gradients(core, x, run):
+    x = x.detach().clone().requires_grad_()
+    y = run(core, x)
+    weights = torch.linspace(-1, 1, y.numel(), dtype=y.dtype).reshape(y.shape)
+    return y, torch.autograd.grad((y * weights).sum(), [x, *core.parameters()])
+
+
+def _assert_methods_equal_stepping(core, x):
+    expected, expected_grads = _forward_and_gradients(core, x, run_stepwise)
+    for method in METHODS:
+        core.cell.method = method
+        y, grads = _forward_and_gradients(core, x, lambda c, v: c(v))
+        torch.testing.assert_close(y, expected, rtol=1e-9, atol=1e-12, msg=method)
+        for got, want in zip(grads, expected_grads):
+            # The log-space scan sums exponentials of cumulative log-gates, so a
+            # gradient element near zero inherits the error of its large
+            # neighbours: hold it to the gradient's own scale (measured: about
+            # 4e-11 of the largest element at 556 steps, where the other forms are 1e-14).
+            atol = 1e-9 * want.abs().max().item() if method == "log" else 1e-11
+            torch.testing.assert_close(got, want, rtol=1e-8, atol=atol, msg=method)
+
+
+# Stepping 784 steps with gradients takes about a second here, so long examples are few.
+@settings(max_examples=8, deadline=None)
+@given(
+    name=st.sampled_from(sorted(BUILDS)),
+    seed=st.integers(0, 2**31 - 1),
+    batch=st.integers(1, 3),
+    steps=st.one_of(st.integers(1, 64), st.integers(1, 784)),
+    input_size=st.sampled_from([1, 3, 5]),
+    hidden_size=st.sampled_from([2, 5]),
+)
+def test_every_parallel_form_equals_stepping_in_values_and_gradients(
+    name, seed, batch, steps, input_size, hidden_size
+):
+    core = _core(name, input_size, hidden_size, seed).double()
+    generator = torch.Generator().manual_seed(seed)
+    _assert_methods_equal_stepping(
+        core, torch.rand(batch, steps, input_size, generator=generator, dtype=torch.float64)
+    )
+
+
+@pytest.mark.parametrize("name", sorted(BUILDS))
+def test_at_784_steps_every_parallel_form_equals_stepping(name):
+    core = _core(name, 1, 4).double()
+    _assert_methods_equal_stepping(core, torch.rand(2, 784, 1, dtype=torch.float64))
+
+
+def test_g_is_the_papers_activation_and_log_g_its_logarithm():
+    x = torch.linspace(-30, 30, 2001, dtype=torch.float64)
+    expected = torch.where(x >= 0, x + 0.5, torch.sigmoid(x))
+    torch.testing.assert_close(g(x), expected)
+    assert (g(x) > 0).all()
+    torch.testing.assert_close(log_g(x), torch.log(expected))
+
+
+def test_mingru_gates_are_the_papers():
+    cell = MinGRU(3, 4).double()
+    x = torch.randn(2, 3, dtype=torch.float64) * 4
+    k, h_tilde = cell.linear(x).chunk(2, dim=-1)
+    z = torch.sigmoid(k)
+    a, b = cell.coefficients(x)
+    torch.testing.assert_close(a, 1 - z)
+    torch.testing.assert_close(b, z * g(h_tilde))
+    h = torch.rand(2, 4, dtype=torch.float64)
+    torch.testing.assert_close(cell.step(x, h), (1 - z) * h + z * g(h_tilde))
+
+
+def test_minlstm_gates_are_the_papers_normalised_forget_and_input():
+    cell = MinLSTM(3, 4).double()
+    x = torch.randn(2, 3, dtype=torch.float64) * 4
+    f, i, h_tilde = (
+        torch.sigmoid(v) if n < 2 else v for n, v in enumerate(cell.linear(x).chunk(3, -1))
+    )
+    a, b = cell.coefficients(x)
+    torch.testing.assert_close(a, f / (f + i))
+    torch.testing.assert_close(b, i / (f + i) * g(h_tilde))
+
+
+@pytest.mark.parametrize("cell_class", [MinGRU, MinLSTM])
+def test_hand_written_gate_gradients_pass_gradcheck(cell_class):
+    logits = (torch.randn(3, 4, cell_class.gates * 5, dtype=torch.float64) * 3).requires_grad_()
+    assert torch.autograd.gradcheck(cell_class._coefficients.apply, (logits,))
+
+
+@pytest.mark.parametrize("name", sorted(BUILDS))
+@pytest.mark.parametrize("features", [1, 28])
+def test_784_steps_stay_finite_in_float32_and_bf16_with_inputs_far_outside_0_1(name, features):
+    torch.manual_seed(0)
+    stack = torch.nn.Sequential(
+        *[BUILDS[name](LayerSpec(f, 16, False, 784, None)) for f in (features, 16)]
+    )
+    x = (torch.rand(4, 784, features) * 2 - 1) * 100
+    for autocast in (False, True):
+        stack.zero_grad()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            y = stack(x)
+        assert torch.isfinite(y).all(), autocast
+        y.float().square().mean().backward()
+        for parameter_name, parameter in stack.named_parameters():
+            assert torch.isfinite(parameter.grad).all(), (autocast, parameter_name)
+
+
+@pytest.mark.parametrize("name", sorted(BUILDS))
+def test_a_few_adam_steps_reduce_the_loss_on_random_data(name):
+    core = _core(name, 4, 8)
+    head = torch.nn.Linear(8, 3)
+    x, labels = torch.rand(32, 12, 4), torch.randint(0, 3, (32,))
+    optimizer = torch.optim.Adam([*core.parameters(), *head.parameters()], lr=1e-2)
+    losses = []
+    for _ in range(10):
+        loss = torch.nn.functional.cross_entropy(head(core(x)[:, -1]), labels)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0]
+
+
+@pytest.mark.parametrize("name", sorted(BUILDS))
+def test_block_shapes_with_and_without_the_encoder(name):
+    with_encoder, without = _core(name, 3, 6), _core(name, 6, 6)
+    assert with_encoder.encoder is not None and without.encoder is None
+    for core, features in ((with_encoder, 3), (without, 6)):
+        assert core(torch.rand(2, 5, features)).shape == (2, 5, 6)
+        assert (core.input_size, core.output_size) == (features, 6)
+
+
+@pytest.mark.parametrize("name", sorted(BUILDS))
+def test_bidirectional_reads_both_ways_and_refuses_to_step(name):
+    torch.manual_seed(0)
+    core = BUILDS[name](LayerSpec(3, 4, True, 10, None))
+    assert isinstance(core, Bidirectional) and core.output_size == 8
+    x = torch.rand(2, 10, 3)
+    torch.testing.assert_close(core(x)[..., 4:], core.backward_core(x.flip(1)).flip(1))
+    with pytest.raises(CoreError, match="step"):
+        run_stepwise(core, x)
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # the TorchScript exporter's notice
+@pytest.mark.parametrize("name", sorted(BUILDS))
+def test_onnx_export_matches_with_a_free_batch_axis(name):
+    onnxruntime = pytest.importorskip("onnxruntime")
+    torch.manual_seed(0)
+    stack = torch.nn.Sequential(
+        BUILDS[name](LayerSpec(5, 6, False, 20, None)),
+        BUILDS[name](LayerSpec(6, 6, False, 20, None)),
+    ).eval()
+    assert all(core.exportable for core in stack)
+    buffer = io.BytesIO()
+    torch.onnx.export(
+        stack, (torch.rand(2, 20, 5),), buffer, dynamo=False, input_names=["x"],
+        output_names=["y"], dynamic_axes={"x": {0: "batch"}, "y": {0: "batch"}},
+    )  # fmt: skip
+    session = onnxruntime.InferenceSession(buffer.getvalue())
+    x = torch.rand(7, 20, 5)
+    (got,) = session.run(None, {"x": x.numpy()})
+    with torch.no_grad():
+        np.testing.assert_allclose(got, stack(x).numpy(), rtol=1e-4, atol=1e-5)
