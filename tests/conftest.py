@@ -103,3 +103,21 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
+
+@pytest.fixture
+def one_error_line(capsys):
+    """Run the CLI; assert a non-zero exit, nothing on stdout and one clean error line
+    naming ``option``; return the line."""
+    from seqmnist.cli import main
+
+    def run(argv: list[str], option: str) -> str:
+        assert main(argv) != 0
+        captured = capsys.readouterr()
+        lines = captured.err.strip().splitlines()
+        assert len(lines) == 1, captured.err
+        assert lines[0].startswith("seqmnist: error: ") and option in lines[0]
+        assert "Traceback" not in captured.err and captured.out == ""
+        return lines[0]
+
+    return run

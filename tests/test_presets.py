@@ -68,3 +68,22 @@ def test_a_run_that_changes_the_recipe_is_no_run_of_it(change):
 def test_a_custom_run_has_no_recipe():
     config = dataclasses.replace(get_preset("default"), name="custom")
     assert recipe_status(config, MNIST_TRAIN) is None
+
+
+def test_the_summary_of_a_partial_run_says_partial_with_its_budget_beside_the_papers_figure():
+    from pathlib import Path
+
+    from seqmnist.cli.train import format_summary
+
+    status = recipe_status(apply_overrides(get_preset("pixel-lem"), {"steps": 300}), MNIST_TRAIN)
+    summary = {
+        "test_accuracy": 0.5, "test_loss": 1.0, "val_accuracy": 0.5, "best_step": 300,
+        "steps": 300, "train_seconds": 60.0, "samples_per_second": 640.0, "params": 68_362,
+        "runtime": {"device": "cpu", "precision": "fp32", "threads": 2}, "recipe": status,
+    }  # fmt: skip
+    text = format_summary(summary, Path("runs/lem"))
+    recipe_steps = get_preset("pixel-lem").train.total_steps(MNIST_TRAIN)
+    assert f"partial run: 300 of the {recipe_steps:,} steps of preset pixel-lem" in text
+    assert "99.45%" in text and "not comparable" in text
+    whole = format_summary({**summary, "recipe": {**status, "partial": False}}, Path("runs/lem"))
+    assert "partial" not in whole and "99.45%" not in whole

@@ -4,35 +4,10 @@ from pathlib import Path
 
 import pytest
 from matplotlib.figure import Figure
+from unwritable import UNWRITABLE_FOLDERS
 
-from seqmnist.cli import main
 from seqmnist.errors import StorageError
 from seqmnist.plots.figures import save_png
-
-# Relative to a folder holding a regular file `a-file`; /proc takes no new files even
-# from root, so it stands for an unwritable folder.
-UNWRITABLE_FOLDERS = {
-    "an existing file": "a-file",
-    "a path under a file": "a-file/sub",
-    "a folder that takes no files": "/proc",
-    "a folder that cannot be made": "/proc/seqmnist-test",
-}
-
-
-@pytest.fixture
-def one_error_line(capsys):
-    """Run the CLI; assert a non-zero exit and one clean error line naming ``option``."""
-
-    def run(argv: list[str], option: str) -> str:
-        assert main(argv) != 0
-        captured = capsys.readouterr()
-        lines = captured.err.strip().splitlines()
-        assert len(lines) == 1, captured.err
-        assert lines[0].startswith("seqmnist: error: ") and option in lines[0]
-        assert "Traceback" not in captured.err and captured.out == ""
-        return lines[0]
-
-    return run
 
 
 @pytest.mark.parametrize("where", UNWRITABLE_FOLDERS.values(), ids=UNWRITABLE_FOLDERS)

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from unwritable import UNWRITABLE_FOLDERS
 
 from seqmnist.cli import main
 from seqmnist.errors import StorageError
@@ -17,32 +18,6 @@ from seqmnist.files import atomic_write, check_writable_file, check_writable_fol
 
 DIGIT = np.zeros((28, 28), dtype=np.uint8)
 DIGIT[6:22, 12:16] = 255
-
-# Where the output cannot go, relative to a folder holding a regular file `a-file`.
-# /proc takes no new files even from root, so it stands for an unwritable folder.
-UNWRITABLE_FOLDERS = {
-    "an existing file": "a-file",
-    "a path under a file": "a-file/sub",
-    "a folder that takes no files": "/proc",
-    "a folder that cannot be made": "/proc/seqmnist-test",
-}
-
-
-@pytest.fixture
-def one_error_line(capsys):
-    """Run the CLI; assert a non-zero exit and one clean error line; return the line."""
-
-    def run(argv: list[str], option: str) -> str:
-        assert main(argv) != 0
-        captured = capsys.readouterr()
-        lines = captured.err.strip().splitlines()
-        assert len(lines) == 1, captured.err
-        assert lines[0].startswith("seqmnist: error: ")
-        assert "Traceback" not in captured.err
-        assert option in lines[0]
-        return lines[0]
-
-    return run
 
 
 @pytest.fixture
