@@ -2,6 +2,7 @@
 
     python benchmarks/record.py --to-accuracy            # CPU or the GPU torch finds
     python benchmarks/record.py --preset ref5-bilstm     # any `seqmnist bench` options
+    python benchmarks/record.py --cells                  # every family, 28 and 784 steps
 
 Writes benchmarks/results/DATE_DEVICE_torchVERSION.json holding the exact
 command and the result; BENCHMARKS.md quotes these files.
@@ -17,8 +18,9 @@ import time
 from pathlib import Path
 
 from seqmnist.cli import build_parser
-from seqmnist.cli.bench import measure
+from seqmnist.cli.bench import measure, measure_cells
 from seqmnist.errors import SeqmnistError
+from seqmnist.runtime import denormals_flushed_for_command
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -28,7 +30,8 @@ def main() -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     try:
-        result = measure(args)
+        with denormals_flushed_for_command():  # as every seqmnist command runs
+            result = measure_cells(args) if args.cells is not None else measure(args)
     except SeqmnistError as error:  # one line, as `seqmnist bench` prints it
         print(f"record.py: error: {error}", file=sys.stderr)
         return 2
@@ -36,9 +39,12 @@ def main() -> int:
     result["date"] = time.strftime("%Y-%m-%d")
     device = re.sub(r"[^A-Za-z0-9]+", "-", result["device_name"]).strip("-")
     name = f"{result['date']}_{device}_torch{result['torch_version'].split('+')[0]}"
-    suffix = "_to-accuracy" if args.to_accuracy else ""
+    if args.cells is not None:
+        what = "cells"
+    else:
+        what = args.preset + ("_to-accuracy" if args.to_accuracy else "")
     RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / f"{name}_{args.preset}{suffix}.json"
+    path = RESULTS / f"{name}_{what}.json"
     path.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {path}")
     return 0
