@@ -78,10 +78,17 @@ def _trained(preset: str) -> tuple[dict | None, dict | None]:
     return summary, config
 
 
+# How the papers write each family's name.
+NAMES = {"mingru": "minGRU", "minlstm": "minLSTM", "cornn": "coRNN", "indrnn": "IndRNN"}
+
+
 def _describe(model: dict) -> str:
-    widths = "+".join(map(str, model["hidden_sizes"]))
+    sizes = model["hidden_sizes"]
+    same = len(sizes) > 2 and len(set(sizes)) == 1
+    widths = f"{len(sizes)}x{sizes[0]}" if same else "+".join(map(str, sizes))
     direction = "bi" if model["bidirectional"] else ""
-    return f"{direction}{model['cell'].upper()} {widths}, {model['view']}"
+    name = NAMES.get(model["cell"], model["cell"].upper())
+    return f"{direction}{name} {widths}, {model['view']}"
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 Speed itself is measured by the benchmark, never asserted here.
 """
 
+import dataclasses
 import json
 
 import pytest
@@ -145,8 +146,10 @@ def test_cells_bench_measures_every_family_by_rows_and_by_pixels(cell_speeds):
         assert speed.train_samples_per_second > 0 and speed.infer_samples_per_second > 0
     assert ratios(cell_speeds)[("lstm", "rows")] == (1.0, 1.0)
     # Each family at its row preset's size, the reference at the default's.
-    assert model_for("lru") == get_preset("row-lru").model
+    assert model_for("lru") == dataclasses.replace(get_preset("row-lru").model, dropout=0.0)
     assert model_for("lstm") == get_preset("default").model
+    # Speed of the family, not of a recipe's dropout masks (the LSTM has none).
+    assert all(model_for(cell).dropout == 0.0 for cell in CELLS)
 
 
 def test_cells_table_names_the_machine_and_every_family(cell_speeds):
@@ -167,10 +170,15 @@ def test_cells_table_names_the_machine_and_every_family(cell_speeds):
 
 @pytest.mark.parametrize(
     ("cells", "complaint"),
-    [("lstm,nosuch", "unknown cell 'nosuch'"), (",", "names no family")],
+    [
+        (["lstm,nosuch"], "unknown cell 'nosuch'"),
+        ([","], "names no family"),
+        (["lstm", "--steps", "5"], "--steps does not apply"),
+        (["lstm", "--to-accuracy"], "--to-accuracy does not apply"),
+    ],
 )
-def test_cells_bench_refuses_unknown_families_in_one_line(cells, complaint, capsys):
-    assert main(["bench", "--cells", cells]) == 2
+def test_cells_bench_refuses_unknown_families_and_other_modes_in_one_line(cells, complaint, capsys):
+    assert main(["bench", "--cells", *cells]) == 2
     error = capsys.readouterr().err.strip()
     assert complaint in error and len(error.splitlines()) == 1
 

@@ -38,8 +38,13 @@ def test_every_published_recipe_names_its_source_and_figure_or_says_it_has_none(
     recipes = [name for name in PRESETS if name.startswith(("pixel-", "permuted-"))]
     assert sorted(recipes) == sorted(PUBLISHED)
     for name in recipes:
-        published, description = PUBLISHED[name], get_preset(name).description
+        config = get_preset(name)
+        published, description = PUBLISHED[name], config.description
         assert published.source in description
+        # What the description says of the recipe is what the preset trains.
+        assert f"batch {config.train.batch_size}" in description
+        budget = f"{config.train.epochs:g} epochs" if config.train.epochs else "M steps"
+        assert budget in description
         if published.test_accuracy is None:
             assert "no published figure" in description
         else:
@@ -55,6 +60,14 @@ def test_a_shorter_budget_is_a_partial_run_of_the_recipe_with_its_paper_figure()
     assert status["published"]["test_accuracy"] == PUBLISHED["pixel-cornn"].test_accuracy
     whole = recipe_status(apply_overrides(recipe, {"threads": 1}), MNIST_TRAIN)
     assert not whole["partial"] and whole["steps"] == whole["recipe_steps"]
+
+
+def test_another_seed_is_still_the_recipe_and_a_longer_budget_says_so():
+    recipe = get_preset("pixel-cornn")
+    seeded = recipe_status(apply_overrides(recipe, {"seed": 1, "steps": 100}), MNIST_TRAIN)
+    assert seeded is not None and seeded["partial"]
+    longer = recipe_status(apply_overrides(recipe, {"epochs": 200}), MNIST_TRAIN)
+    assert longer["longer"] and not longer["partial"]
 
 
 @pytest.mark.parametrize(

@@ -10,6 +10,7 @@ import os
 import shlex
 import signal
 import sys
+from typing import NoReturn
 
 INTERRUPTED = 128 + signal.SIGINT
 
@@ -26,7 +27,7 @@ def main() -> int:
     return _leave_after_ctrl_c() if status == INTERRUPTED else status
 
 
-def _leave_after_ctrl_c() -> int:
+def _leave_after_ctrl_c() -> NoReturn:
     """Exit with status 130 now, everything said and written.
 
     CPython 3.11 marks a KeyboardInterrupt raised inside exec() of a string
@@ -34,7 +35,9 @@ def _leave_after_ctrl_c() -> int:
     unhandled even after it is caught, and then ends the process by SIGINT
     (status -2) instead of with the status returned: seen in 6 of 60
     interrupted starts. Nothing is left to clean up: files are written whole
-    or not at all.
+    or not at all. Used for every interrupted command, not only while starting:
+    the commands build dataclasses and import lazily too, so the same can
+    happen later.
     """
     sys.stdout.flush()
     sys.stderr.flush()

@@ -90,3 +90,22 @@ def test_export_command_on_a_run_of_other_image_sizes(stripes_dir, tmp_path, cap
     session = onnxruntime.InferenceSession(str(tmp_path / "m.onnx"))
     (logits,) = session.run(["logits"], {"images": np.zeros((3, 6, 5), dtype=np.float32)})
     assert logits.shape == (3, 3)
+
+
+def test_the_check_scales_each_images_difference_by_its_own_largest_logit():
+    from seqmnist.use.export import _max_difference
+
+    reference = np.array([[100.0, 0.0], [0.5, 0.0]], dtype=np.float32)  # confident, then not
+    ours = reference + np.array([[5e-4, 0.0], [5e-5, 0.0]], dtype=np.float32)
+
+    class Session:
+        def run(self, names, feeds):
+            return [ours[: len(feeds["images"])]]
+
+    def model(batch):
+        return torch.from_numpy(reference[: len(batch)])
+
+    worst = _max_difference(Session(), model, np.zeros((2, 1, 1), np.float32), batch_size=2)
+    # The confident image is within 5e-6 of its logits; the other is off by 5e-5 absolute,
+    # which a scale taken over the whole batch (100) would shrink to 5e-7.
+    assert worst == pytest.approx(5e-5, rel=1e-2)

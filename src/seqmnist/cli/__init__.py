@@ -8,6 +8,7 @@ with one line and exit status 130.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import signal
 import sys
@@ -57,12 +58,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
-        preload(getattr(args, "preload", PRELOAD))
-        if "torch" not in sys.modules:  # a command that never computes
-            return args.handler(args) or 0
-        from seqmnist.runtime import denormals_flushed_for_command
-
-        with denormals_flushed_for_command():
+        modules = getattr(args, "preload", PRELOAD)
+        preload(modules)
+        with _flushed_if_computing(modules):
             return args.handler(args) or 0
     except SeqmnistError as error:
         print(f"seqmnist: error: {one_line(error)}", file=sys.stderr)
@@ -98,6 +96,15 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     finally:
         restore_stop_signal_handlers(saved_handlers)
+
+
+def _flushed_if_computing(modules) -> contextlib.AbstractContextManager:
+    """Subnormals flushed for a command that computes (one that loads torch; see runtime.py)."""
+    if "torch" not in modules:
+        return contextlib.nullcontext()
+    from seqmnist.runtime import denormals_flushed_for_command
+
+    return denormals_flushed_for_command()
 
 
 def _out_of_memory(error: BaseException) -> bool:

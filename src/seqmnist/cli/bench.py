@@ -8,6 +8,7 @@ import json
 
 from seqmnist.cli.paths import path_argument, positive_int
 from seqmnist.config import DEVICES, PRECISIONS
+from seqmnist.errors import ConfigError
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -66,6 +67,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if args.cells is not None:
+        given = [flag for flag, value in (("--preset", args.preset != "ref2-lstm128"),
+                 ("--steps", args.steps), ("--to-accuracy", args.to_accuracy)) if value]  # fmt: skip
+        if given:
+            raise ConfigError(
+                f"--cells measures every family at its row preset; {given[0]} does not apply to it"
+            )
         result = measure_cells(args)
         print(json.dumps(result) if args.json else format_cells_table(result))
         return 0

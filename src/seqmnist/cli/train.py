@@ -220,7 +220,14 @@ def format_summary(summary: dict, out: Path) -> str:
 
 def _recipe_lines(recipe: dict | None) -> list[str]:
     """A partial run of a preset says so, with its budget, beside anything published."""
-    if recipe is None or not recipe["partial"]:
+    if recipe is None:
+        return []
+    if recipe.get("longer"):
+        return [
+            f"longer run: {recipe['steps']:,} steps, past the {recipe['recipe_steps']:,} of "
+            f"preset {recipe['preset']}'s recipe; not the recipe's figure"
+        ]
+    if not recipe["partial"]:
         return []
     lines = [
         f"partial run: {recipe['steps']:,} of the {recipe['recipe_steps']:,} steps of preset "
@@ -229,7 +236,7 @@ def _recipe_lines(recipe: dict | None) -> list[str]:
     published = recipe["published"]
     if published is not None and published["test_accuracy"] is not None:
         lines.append(
-            f"(the whole recipe's published figure, {100 * published['test_accuracy']:.2f}%, is "
-            f"from {published['source']} and is not comparable with a partial run)"
+            f"(not comparable with the whole recipe's published "
+            f"{100 * published['test_accuracy']:.2f}%, from {published['source']})"
         )
     return lines

@@ -19,9 +19,10 @@ from seqmnist.presets.references import REFERENCES
 
 PRESETS: dict[str, Callable[[], RunConfig]] = {**REFERENCES, **FAMILY_PRESETS}
 
-# Settings that change where and how a run is watched, not what it trains.
+# Settings that change the budget, the seed or where and how a run is watched, not the
+# recipe it follows (a bf16 run of a recipe is still that recipe, run in bf16).
 _NOT_THE_RECIPE = (
-    "epochs", "steps", "samples", "device", "precision", "threads", "log_every",
+    "epochs", "steps", "samples", "seed", "device", "precision", "threads", "log_every",
     "tensorboard", "checkpoint_every", "eval_batch_size",
 )  # fmt: skip
 
@@ -60,6 +61,7 @@ def recipe_status(config: RunConfig, train_size: int) -> dict[str, Any] | None:
         "steps": steps,
         "recipe_steps": recipe_steps,
         "partial": steps < recipe_steps,
+        "longer": steps > recipe_steps,  # past the recipe's budget: not the recipe's figure either
         "published": None if published is None else dataclasses.asdict(published),
     }
 

@@ -45,7 +45,7 @@ def build_schedule(
             cycle_momentum=config.optimizer == "sgd",
         )
     if config.schedule == "step":
-        # The papers' recipe (coRNN: lr / 10 after 90 of 120 epochs) as a share of the
+        # The papers' recipe (coRNN, LEM: lr / 10 after 100 of 120 epochs) as a share of the
         # budget, like every schedule here: a shorter budget is the same recipe compressed.
         milestone = max(1, round(config.decay_at * total_steps))
         return torch.optim.lr_scheduler.MultiStepLR(

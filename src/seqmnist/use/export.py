@@ -34,13 +34,17 @@ OUTPUT_NAME = "logits"
 # Opset 17 has every node this graph uses and runs on onnxruntime 1.13 and later.
 OPSET = 17
 BATCH_SIZES = (1, 7, 64)
-TOLERANCE = 1e-5  # max absolute difference of the logits
+# Max difference of an image's logits, relative to its largest |logit| where that is
+# above 1 (absolute below): float32 kernels differ in rounding by a share of the values
+# they compute, so a trained minGRU (logits near 20) differed by 1.1e-5 absolute,
+# 7e-7 relative.
+TOLERANCE = 1e-5
 
 
 @dataclass(frozen=True)
 class ExportReport:
     path: Path
-    max_abs_diff: dict[int, float]  # per batch size
+    max_abs_diff: dict[int, float]  # per batch size, relative as TOLERANCE says
     images: int
     size_bytes: int
 
@@ -84,8 +88,9 @@ def export_onnx(
         worst = max(differences.values())
         if worst > tolerance:
             raise ExportError(
-                f"the ONNX model differs from PyTorch by up to {worst:.2e} (more than "
-                f"{tolerance:.0e}) on {len(check_images)} images; no file was written"
+                f"the ONNX model's logits differ from PyTorch's by up to {worst:.2e} of the "
+                f"largest logit (more than {tolerance:.0e}) on {len(check_images)} images; "
+                "no file was written"
             )
 
     atomic_write(path, write)
@@ -153,7 +158,9 @@ def _max_difference(
         reference = model(torch.from_numpy(batch)).numpy()  # (B, C)
         if ours.shape != reference.shape:
             raise ExportError(f"the ONNX model returned shape {ours.shape}, not {reference.shape}")
-        difference = float(np.abs(ours - reference).max())
+        # Per image: one confident image must not loosen the check for the others.
+        scale = np.maximum(1.0, np.abs(reference).max(axis=1, keepdims=True))  # (B, 1)
+        difference = float((np.abs(ours - reference) / scale).max())
         # max() would drop a NaN; a NaN is the worst difference there is.
         worst = max(worst, difference if np.isfinite(difference) else float("inf"))
     return worst
