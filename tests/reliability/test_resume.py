@@ -129,3 +129,20 @@ def test_a_bf16_run_resumes_exactly_too(stripes_dir, tmp_path):
         tmp_path / "whole/model.safetensors"
     )
     assert resumed.summary["test_loss"] == whole.summary["test_loss"]
+
+
+def test_a_step_schedule_resumes_exactly_across_its_milestone(stripes_dir, tmp_path):
+    # The milestone (step 30 of 40) falls after the checkpoint the resume starts from (24).
+    config = tiny_config(stripes_dir, schedule="step", decay_at=0.75, decay_factor=0.1)
+    whole = train(config, tmp_path / "whole", progress=False)
+    with pytest.raises(Crash):
+        train(config, tmp_path / "parts", progress=False, callbacks=(crash_at(26),))
+    resumed = train(config, tmp_path / "parts", progress=False, resume=True)
+    assert sha256(tmp_path / "parts/model.safetensors") == sha256(
+        tmp_path / "whole/model.safetensors"
+    )
+    rates = {
+        record["step"]: record["lr"] for record in records(tmp_path / "whole") if "lr" in record
+    }
+    assert rates[28] == pytest.approx(0.01) and rates[32] == pytest.approx(0.001)
+    assert resumed.summary["test_accuracy"] == whole.summary["test_accuracy"]
