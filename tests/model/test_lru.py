@@ -9,7 +9,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from seqmnist.model.core import Bidirectional, CoreError, run_stepwise
+from seqmnist.model.core import run_stepwise
 from seqmnist.model.lru import LRU, LRUCore, build
 from seqmnist.model.options import LRUOptions
 from seqmnist.model.registry import LayerSpec
@@ -159,59 +159,6 @@ def test_eigenvalues_stay_inside_the_unit_circle_whatever_the_parameters_hold():
     assert eigenvalues.abs().max() < 1.0
     eigenvalues.abs().sum().backward()
     assert torch.isfinite(layer.nu_log.grad).all() and torch.isfinite(layer.theta_log.grad).all()
-
-
-@pytest.mark.parametrize("features", [1, 28])
-def test_784_steps_stay_finite_in_float32_and_bf16_with_inputs_far_outside_0_1(features):
-    torch.manual_seed(0)
-    stack = torch.nn.Sequential(
-        *[build(LayerSpec(f, 16, False, 784, LRUOptions(r_max=0.9999))) for f in (features, 16)]
-    )
-    x = (torch.rand(4, 784, features) * 2 - 1) * 100
-    for autocast in (False, True):
-        stack.zero_grad()
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
-            y = stack(x)
-        assert torch.isfinite(y).all(), autocast
-        y.float().square().mean().backward()
-        for name, parameter in stack.named_parameters():
-            assert torch.isfinite(parameter.grad).all(), (autocast, name)
-
-
-def test_a_few_adam_steps_reduce_the_loss_on_random_data():
-    torch.manual_seed(0)
-    core = _core(4, 8)
-    head = torch.nn.Linear(8, 3)
-    x, labels = torch.rand(32, 12, 4), torch.randint(0, 3, (32,))
-    optimizer = torch.optim.Adam([*core.parameters(), *head.parameters()], lr=1e-2)
-    losses = []
-    for _ in range(10):
-        loss = torch.nn.functional.cross_entropy(head(core(x)[:, -1]), labels)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
-    assert losses[-1] < losses[0]
-
-
-def test_block_shapes_with_and_without_the_encoder():
-    with_encoder, without = _core(3, 6), _core(6, 6)
-    assert with_encoder.encoder is not None and without.encoder is None
-    for core, features in ((with_encoder, 3), (without, 6)):
-        assert core(torch.rand(2, 5, features)).shape == (2, 5, 6)
-        assert (core.input_size, core.output_size) == (features, 6)
-
-
-def test_bidirectional_reads_both_ways_and_refuses_to_step():
-    torch.manual_seed(0)
-    core = build(LayerSpec(3, 4, True, 10, LRUOptions()))
-    assert isinstance(core, Bidirectional) and core.output_size == 8
-    x = torch.rand(2, 10, 3)
-    y = core(x)
-    assert y.shape == (2, 10, 8)
-    torch.testing.assert_close(y[..., 4:], core.backward_core(x.flip(1)).flip(1))
-    with pytest.raises(CoreError, match="step"):
-        run_stepwise(core, x)
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # the TorchScript exporter's notice
