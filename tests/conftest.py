@@ -121,3 +121,21 @@ def one_error_line(capsys):
         return lines[0]
 
     return run
+
+
+@pytest.fixture(scope="session", autouse=True)
+def ctrl_c_as_from_a_terminal():
+    """Ctrl-C acts as it does in a terminal, however the suite was started.
+
+    A shell starts a background job (`pytest &`, `nohup ... &`) with SIGINT
+    ignored, and children inherit that: the tests of what Ctrl-C does would
+    then test nothing (a signalled child trained on to its end). A Python
+    handler is reset to the default in a child, so they see the terminal's.
+    """
+    import signal
+
+    previous = signal.getsignal(signal.SIGINT)
+    if previous == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
