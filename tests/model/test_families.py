@@ -81,6 +81,16 @@ def test_784_steps_of_inputs_far_outside_0_1_stay_finite_in_fp32_and_bf16(cell, 
             assert torch.isfinite(parameter.grad).all(), (autocast, name)
 
 
+@pytest.mark.parametrize("cell", ["cornn", "lem"])  # nonlinear loops with their own backward
+def test_inference_runs_the_same_loop_without_saving_for_backward(cell):
+    torch.manual_seed(0)
+    core = FAMILIES[cell].build(LayerSpec(28, 16, False, 28, FAMILY_OPTIONS[cell]()))
+    x = torch.rand(3, 28, 28)
+    with torch.no_grad():
+        inference = core(x)
+    assert torch.equal(inference, core(x).detach())
+
+
 @pytest.mark.parametrize("cell", CELLS)
 def test_a_bidirectional_model_runs_and_refuses_to_be_stepped(cell):
     model = build(cell, bidirectional=True)

@@ -63,14 +63,6 @@ def test_gradients_reach_only_the_parameters_asked_for():
         torch.testing.assert_close(fast_grad, slow_grad, rtol=1e-10, atol=1e-12)
 
 
-def test_inference_runs_the_same_loop_without_saving_for_backward():
-    core = make(28, 16)
-    x = torch.rand(3, 28, 28)
-    with torch.no_grad():
-        inference = core(x)
-    assert torch.equal(inference, core(x).detach())
-
-
 def test_stepping_from_a_state_continues_where_the_sequence_left_off():
     core = make(4, 6, dtype=torch.float64)
     x = torch.rand(3, 12, 4, dtype=torch.float64)
