@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 SEQMNIST_DATA_DIR ?= $(if $(wildcard ../shared/data/mnist),$(abspath ../shared/data/mnist),)
 export SEQMNIST_DATA_DIR
 
-.PHONY: setup train test lint clean
+.PHONY: setup browser train test lint clean
 
 setup: $(VENV)/.installed
 
@@ -32,7 +32,24 @@ train: setup
 		$(BIN)/seqmnist train --preset default --out "$(RUN)"; \
 	fi
 
-test: setup
+# The page's browser test drives Debian's Chromium through Playwright (Playwright's
+# own browser download needs the internet). It is installed here where it is
+# missing and this user can (root with apt-get); elsewhere the test skips and
+# says why.
+browser:
+	@if [ ! -x /usr/bin/chromium ] || [ ! -d /usr/share/fonts/truetype/liberation ]; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			echo "installing chromium and fonts-liberation for the browser test"; \
+			(apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+				apt-get install -y -qq chromium fonts-liberation >/dev/null) \
+				|| echo "could not install chromium: the browser test will skip"; \
+		else \
+			echo "chromium is missing (sudo apt-get install chromium fonts-liberation):" \
+				"the browser test will skip"; \
+		fi; \
+	fi
+
+test: setup browser
 	$(BIN)/pytest -q
 
 lint: setup

@@ -29,6 +29,10 @@ class ImageError(SeqmnistError):
     """An image given for prediction cannot be read or cannot hold a digit."""
 
 
+class UndecodableImage(ImageError):
+    """The bytes given as an image are no image file Pillow can decode, or are damaged."""
+
+
 class ExportError(SeqmnistError):
     """An exported model could not be written or does not match the original."""
 

@@ -13,7 +13,18 @@ import logging
 import signal
 import sys
 
-from seqmnist.cli import bench, compare, data, evaluate, export, plot, predict, presets, train
+from seqmnist.cli import (
+    bench,
+    compare,
+    data,
+    evaluate,
+    export,
+    plot,
+    predict,
+    presets,
+    serve,
+    train,
+)
 from seqmnist.cli.paths import one_line
 from seqmnist.cli.startup import (
     PRELOAD,
@@ -27,7 +38,7 @@ from seqmnist.cli.startup import (
 from seqmnist.errors import SeqmnistError
 from seqmnist.version import package_version
 
-COMMANDS = (train, evaluate, predict, export, plot, compare, presets, data, bench)
+COMMANDS = (train, evaluate, predict, serve, export, plot, compare, presets, data, bench)
 
 
 class OneLineErrorParser(argparse.ArgumentParser):

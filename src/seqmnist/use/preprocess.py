@@ -16,14 +16,16 @@ The result is float32 (height, width) in [0, 1], as IDX images scaled by 1/255.
 
 from __future__ import annotations
 
+import io
 import re
 import warnings
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from seqmnist.errors import ImageError
+from seqmnist.errors import ImageError, UndecodableImage
 
 FORMATS = ("PNG", "JPEG", "BMP", "GIF", "WEBP")
 # Larger than any phone photo a person is likely to send, far below what
@@ -56,27 +58,41 @@ def open_image(path: Path | str) -> Image.Image:
         raise ImageError(f"{name} is a folder; give image files")
     if path.stat().st_size == 0:
         raise ImageError(f"{name} is empty (0 bytes)")
+    with path.open("rb") as file:
+        return decode_image(file, name)
+
+
+def decode_image(source: BinaryIO | bytes, name: str = "the image") -> Image.Image:
+    """Decode an image from an open binary file or bytes, with the checks of ``open_image``.
+
+    Raises UndecodableImage when the bytes are no usable image file, and
+    ImageError when the picture decodes but cannot hold a digit.
+    """
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        if len(source) == 0:
+            raise UndecodableImage(f"{name} is empty (0 bytes)")
+        source = io.BytesIO(source)
     try:
         with warnings.catch_warnings():
             # Sizes are checked below, against a tighter limit than Pillow's warning.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image = Image.open(path, formats=FORMATS)
+            image = Image.open(source, formats=FORMATS)
     except Image.DecompressionBombError as error:
         raise ImageError(
             f"{name} claims {_claimed_size(error)}, over the {MAX_PIXELS / 1e6:.0f} MP limit and "
             "far more than any photo (a decompression bomb?); refusing to decode it"
         ) from None
     except UnidentifiedImageError:
-        raise ImageError(f"{name} is not a PNG, JPEG, BMP, GIF or WebP image") from None
+        raise UndecodableImage(f"{name} is not a PNG, JPEG, BMP, GIF or WebP image") from None
     except OSError as error:
-        raise ImageError(f"{name} cannot be read: {error}") from None
+        raise UndecodableImage(f"{name} cannot be read: {error}") from None
     _check_geometry(image, name)
     if image.format == "JPEG":
         image.draft("RGB" if image.mode != "L" else "L", (WORKING_SIDE, WORKING_SIDE))
     try:
         image.load()
     except (OSError, SyntaxError, ValueError, EOFError) as error:
-        raise ImageError(
+        raise UndecodableImage(
             f"{name} is damaged or truncated ({error}); copy or export it again"
         ) from None
     return ImageOps.exif_transpose(image)
