@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 SEQMNIST_DATA_DIR ?= $(if $(wildcard ../shared/data/mnist),$(abspath ../shared/data/mnist),)
 export SEQMNIST_DATA_DIR
 
-.PHONY: setup browser train test lint clean
+.PHONY: setup system-packages train test lint clean
 
 setup: $(VENV)/.installed
 
@@ -32,24 +32,28 @@ train: setup
 		$(BIN)/seqmnist train --preset default --out "$(RUN)"; \
 	fi
 
-# The page's browser test drives Debian's Chromium through Playwright (Playwright's
-# own browser download needs the internet). It is installed here where it is
-# missing and this user can (root with apt-get); elsewhere the test skips and
-# says why.
-browser:
-	@if [ ! -x /usr/bin/chromium ] || [ ! -d /usr/share/fonts/truetype/liberation ]; then \
+# Two tests need Debian packages: the page's browser test drives Chromium through
+# Playwright (Playwright's own browser download needs the internet), and a sweep
+# test runs two workers on a real PostgreSQL server. They are installed here where
+# missing and this user can (root with apt-get); elsewhere those tests skip and say why.
+SYSTEM_PACKAGES := chromium fonts-liberation postgresql
+system-packages:
+	@missing=""; \
+	[ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
+	[ -d /usr/share/fonts/truetype/liberation ] || missing="$$missing fonts-liberation"; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	if [ -n "$$missing" ]; then \
 		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-			echo "installing chromium and fonts-liberation for the browser test"; \
+			echo "installing$$missing for the browser and PostgreSQL tests"; \
 			(apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
-				apt-get install -y -qq chromium fonts-liberation >/dev/null) \
-				|| echo "could not install chromium: the browser test will skip"; \
+				apt-get install -y -qq $$missing >/dev/null) \
+				|| echo "could not install$$missing: the tests that need them will skip"; \
 		else \
-			echo "chromium is missing (sudo apt-get install chromium fonts-liberation):" \
-				"the browser test will skip"; \
+			echo "missing$$missing (sudo apt-get install$$missing): the tests that need them will skip"; \
 		fi; \
 	fi
 
-test: setup browser
+test: setup system-packages
 	$(BIN)/pytest -q
 
 lint: setup

@@ -23,6 +23,7 @@ from seqmnist.cli import (
     predict,
     presets,
     serve,
+    sweep,
     train,
 )
 from seqmnist.cli.paths import one_line
@@ -38,7 +39,7 @@ from seqmnist.cli.startup import (
 from seqmnist.errors import SeqmnistError
 from seqmnist.version import package_version
 
-COMMANDS = (train, evaluate, predict, serve, export, plot, compare, presets, data, bench)
+COMMANDS = (train, evaluate, predict, serve, export, plot, compare, sweep, presets, data, bench)
 
 
 class OneLineErrorParser(argparse.ArgumentParser):

@@ -64,6 +64,7 @@ class TrainingLoop:
         # Every loss up to checked_step is known finite; all_finite covers the later ones.
         self.checked_step = 0
         self.all_finite = torch.ones((), dtype=torch.bool, device=self.device)
+        self.stopped_at = 0  # the step a callback's StopTraining ended training at
         self.seconds_before = 0.0  # training time before a resume
         self.run_started = time.perf_counter()
 
@@ -77,8 +78,15 @@ class TrainingLoop:
         self.model.train()
         self.run_started = time.perf_counter()
         with self.stop_requests:
-            while self.step < self.total_steps:
+            while self.step < self.total_steps and self.stopped is None:
                 self._run_epoch()
+
+    @property
+    def stopped(self) -> dict[str, Any] | None:
+        """Where and why a callback ended training early (StopTraining), or None."""
+        if self.log.stop_reason is None:
+            return None
+        return {"step": self.stopped_at, "reason": self.log.stop_reason}
 
     def _run_epoch(self) -> None:
         self.epoch_order_state = self.order_generator.get_state()
@@ -99,11 +107,15 @@ class TrainingLoop:
             if self._checkpoint_due():
                 self._save_checkpoint()
             self._stop_if_requested()
+            if self.log.stop_reason is not None:
+                break  # a callback asked: end here, validating as an epoch end does
         self._verify_finite()
         self._end_epoch(self.epoch_loss_sum.item() / max(self.epoch_batch, 1))
         self.epoch_batch = 0
         self.epoch_loss_sum = torch.zeros((), device=self.device)
         self.epoch_order_state = self.order_generator.get_state()
+        if self.log.stop_reason is not None:
+            self.stopped_at = self.step
         self._save_checkpoint()
         self._stop_if_requested()
 

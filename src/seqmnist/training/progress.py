@@ -20,8 +20,21 @@ logger = logging.getLogger("seqmnist.train")
 TENSORBOARD_DIR = "tensorboard"  # inside the run directory, with --tensorboard
 
 
+class StopTraining(Exception):
+    """Raised by a callback to end training cleanly: a sweep's pruner, an early stop.
+
+    The loop finishes the step it is on, validates, and ends as if its budget
+    were spent: the best weights so far are evaluated and saved, and the
+    run's summary records the step and this message as ``stopped``.
+    """
+
+
 class MetricsLog:
-    """Appends every record to metrics.jsonl and shows it on a bar or as a log line."""
+    """Appends every record to metrics.jsonl and shows it on a bar or as a log line.
+
+    A callback may raise StopTraining; ``stop_reason`` then holds its message
+    for the loop, which stops at its next chance.
+    """
 
     def __init__(
         self,
@@ -33,6 +46,7 @@ class MetricsLog:
         self.path = path
         self.callbacks = callbacks
         self.callback_seconds = 0.0
+        self.stop_reason: str | None = None
         show_bar = sys.stderr.isatty() if progress is None else progress
         self.bar = tqdm(total=total_steps, unit="step", dynamic_ncols=True) if show_bar else None
         # Open for the whole run, closed by close(): records are appended as they come.
@@ -48,7 +62,10 @@ class MetricsLog:
             self._handle.flush()
         started = time.perf_counter()
         for callback in self.callbacks:
-            callback(record)
+            try:
+                callback(record)
+            except StopTraining as stop:
+                self.stop_reason = self.stop_reason or str(stop) or "a callback asked to stop"
         # Callbacks (a benchmark's test evaluation, say) are not training time.
         self.callback_seconds += time.perf_counter() - started
         line = format_record(record)

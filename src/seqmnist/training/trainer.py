@@ -141,6 +141,8 @@ def train(
     # Whether this is the whole of a preset's recipe or part of one (a partial
     # run's figure must never stand beside the paper's).
     summary["recipe"] = recipe_status(config, len(train_split))
+    if loop.stopped is not None:
+        summary["stopped"] = loop.stopped
     if run_dir is not None:
         # The checksum in summary.json is how eval, predict and export know the
         # weights they read are the ones written here.

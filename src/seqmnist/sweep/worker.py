@@ -1,0 +1,282 @@
+"""One worker of a sweep: take trials from the study and train each as an ordinary run folder.
+
+A trial is one run: a configuration and a seed, in ``DIR/runs/NAME``, named
+after its values so a retry finds the same folder and resumes from its
+checkpoint. A trial stopped by SIGINT or SIGTERM (after its checkpoint) or
+whose worker was killed is failed and retried once the sweep goes on; one
+that fails for its own reasons (diverged, out of memory) is failed with the
+reason and the sweep goes on. A pruned run stops cleanly and stays a
+finished run folder. Many workers can share the study: each takes waiting
+trials, which the storage hands out exactly once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import re
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+
+from seqmnist.errors import SeqmnistError, TrainingInterrupted
+from seqmnist.runs import SUMMARY_FILE, holds_run
+from seqmnist.sweep.spec import Range, SweepSpec
+from seqmnist.sweep.study import counts
+from seqmnist.training import StopTraining
+from seqmnist.training import train as train_config
+
+log = logging.getLogger(__name__)
+
+RUNS = "runs"
+# Summary fields kept with each trial, so a table needs no run folders (workers on
+# other machines keep theirs on their own disks).
+KEPT = ("val_accuracy", "val_loss", "test_accuracy", "test_loss", "params", "steps",
+        "train_seconds", "samples_per_second")  # fmt: skip
+
+
+class TrialFailed(Exception):
+    """A trial's own failure: recorded on the trial, and the sweep goes on."""
+
+
+@dataclass
+class Progress:
+    trial: int
+    params: dict[str, Any]
+    seed: int
+    state: str  # complete, pruned, failed
+    value: float | None
+    detail: str
+    counts: dict[str, int]
+    best: tuple[int, float] | None
+
+
+def run_worker(
+    study: optuna.Study, spec: SweepSpec, out_dir: Path, max_trials: int | None = None,
+    report: Callable[[Progress], None] = lambda progress: None,
+) -> int:  # fmt: skip
+    """Run trials until the sweep's budget is spent (or ``max_trials`` here); returns how many.
+
+    Deciding that work is left and taking a trial happen under one lock, which
+    the trial lets go of as soon as it is taken: two workers on this machine
+    never both take the last waiting trial, or both sample past the budget.
+    (Workers on other machines cannot share the lock; if one finds the queue
+    empty at the last moment, its trial is marked ``stray`` and counts for
+    nothing.)
+    """
+    taking = TakingLock(out_dir)
+    with taking:
+        retry_abandoned(study)
+    done = 0
+    while max_trials is None or done < max_trials:
+        taking.acquire()
+        if not _work_left(study, spec):
+            taking.release()
+            break
+        study.optimize(
+            lambda trial: _objective(trial, spec, out_dir, taken=taking.release), n_trials=1,
+            catch=(TrialFailed,), callbacks=[lambda study, trial: _after(study, trial, spec, report)],
+            gc_after_trial=False, show_progress_bar=False,
+        )  # fmt: skip
+        taking.release()  # (already let go of, unless the trial never began)
+        done += 1
+    return done
+
+
+class TakingLock:
+    """An exclusive lock on the sweep folder's .taking file, released at most once a hold."""
+
+    def __init__(self, out_dir: Path) -> None:
+        self.path = out_dir / ".taking.lock"
+        self._handle = None
+
+    def acquire(self) -> None:
+        self._handle = open(self.path, "w")  # noqa: SIM115 (held across calls)
+        fcntl.flock(self._handle, fcntl.LOCK_EX)
+
+    def release(self) -> None:
+        if self._handle is not None:
+            fcntl.flock(self._handle, fcntl.LOCK_UN)
+            self._handle.close()
+            self._handle = None
+
+    def __enter__(self) -> TakingLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.release()
+
+
+def retry_abandoned(study: optuna.Study) -> None:
+    """Queue again every trial that stopped for its worker's reasons, not its own.
+
+    Those are trials failed by a signal (SIGINT, SIGTERM: checkpoint written)
+    and trials still marked running whose worker process is gone from this
+    machine (SIGKILL, a crash); a worker gone from another machine is found by
+    its missing heartbeats, and Optuna fails its trial (study.py). Each is
+    retried once, in the same run folder, from its newest checkpoint.
+    """
+    host = socket.gethostname()
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        worker_host, _, pid = trial.user_attrs.get("worker", "").partition(":")
+        if worker_host == host and pid.isdigit() and not _alive(int(pid)):
+            study.tell(trial.number, state=TrialState.FAIL)
+            _enqueue_retry(study, trial, "its worker died")
+    trials = study.get_trials(deepcopy=False)
+    retried = {trial.user_attrs.get("retry_of") for trial in trials}
+    for trial in trials:
+        stopped = trial.state == TrialState.FAIL and trial.user_attrs.get("interrupted")
+        if stopped and trial.number not in retried:
+            _enqueue_retry(study, trial, f"stopped by {trial.user_attrs['interrupted']}")
+
+
+def _enqueue_retry(study: optuna.Study, trial: optuna.trial.FrozenTrial, why: str) -> None:
+    kept = {
+        key: trial.user_attrs[key]
+        for key in ("seed", "run_dir", "sampled")
+        if key in trial.user_attrs
+    }
+    study.enqueue_trial(
+        trial.params, user_attrs={**kept, "retry_of": trial.number, "retry_why": why}
+    )
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _work_left(study: optuna.Study, spec: SweepSpec) -> bool:
+    trials = study.get_trials(deepcopy=False)
+    if any(trial.state == TrialState.WAITING for trial in trials):
+        return True
+    if spec.is_grid:
+        return False
+    # Sampled configurations, each of which runs once per seed (the copies are enqueued).
+    # (a trial just begun has no seed yet: it is being sampled; a retry is no new one)
+    sampled = sum(_sampled_anew(trial) for trial in trials)
+    configurations = -(-spec.budget() // len(spec.seeds))
+    return sampled < configurations
+
+
+def _sampled_anew(trial: optuna.trial.FrozenTrial) -> bool:
+    """A configuration's first run: sampled (or being sampled: no seed yet), not a retry."""
+    first = "seed" not in trial.user_attrs or bool(trial.user_attrs.get("sampled"))
+    return first and "retry_of" not in trial.user_attrs
+
+
+def _objective(
+    trial: optuna.Trial, spec: SweepSpec, out_dir: Path, taken: Callable[[], None]
+) -> float:
+    taken()  # the trial is this worker's: the next worker may take one
+    if spec.is_grid and "seed" not in trial.user_attrs:
+        # Every grid run is enqueued: a trial that is none of them came from a queue that
+        # another machine's worker emptied first.
+        trial.set_user_attr("stray", True)
+        raise TrialFailed("no grid run was left waiting")
+    params = {key: _suggest(trial, key, space) for key, space in _space(spec).items()}
+    seed = trial.user_attrs.get("seed")
+    if seed is None:  # a configuration just sampled: its first seed
+        seed = spec.seeds[0]
+        trial.set_user_attr("seed", seed)
+        trial.set_user_attr("sampled", True)
+    run_dir = out_dir / trial.user_attrs.get("run_dir", f"{RUNS}/{run_name(params, seed)}")
+    trial.set_user_attr("run_dir", str(run_dir.relative_to(out_dir)))
+    trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
+    config = spec.config_for(params, seed)
+    try:
+        summary = _train(trial, config, run_dir, spec)
+    except TrainingInterrupted as stop:
+        trial.set_user_attr("interrupted", "SIGINT" if stop.signal_number == 2 else "SIGTERM")
+        raise  # the worker stops; the trial is retried when the sweep goes on
+    except SeqmnistError as error:
+        trial.set_user_attr("failure", str(error))
+        raise TrialFailed(str(error)) from None
+    except Exception as error:  # a bug, or the machine: the reason is kept, the sweep goes on
+        log.exception("trial %d failed", trial.number)
+        trial.set_user_attr("failure", f"{type(error).__name__}: {error}")
+        raise TrialFailed(str(error)) from None
+    for key in KEPT:
+        trial.set_user_attr(key, summary.get(key))
+    if "stopped" in summary:
+        trial.set_user_attr("stopped", summary["stopped"]["reason"])
+        raise optuna.TrialPruned(summary["stopped"]["reason"])
+    return float(summary[spec.metric])
+
+
+def _train(trial: optuna.Trial, config, run_dir: Path, spec: SweepSpec) -> dict[str, Any]:
+    if (run_dir / SUMMARY_FILE).is_file():  # finished before its worker was stopped
+        return json.loads((run_dir / SUMMARY_FILE).read_text())
+    # Always reported: the study's pruner decides (spec.pruner "none" never prunes).
+    callbacks = (_pruning_callback(trial, spec),)
+    # A retried trial goes on from its newest checkpoint (from step 0 if it had none).
+    result = train_config(
+        config, run_dir, progress=False, callbacks=callbacks, resume=holds_run(run_dir)
+    )
+    return result.summary
+
+
+def _pruning_callback(trial: optuna.Trial, spec: SweepSpec):
+    def callback(record) -> None:
+        if record["kind"] != "epoch" or spec.metric not in record:
+            return
+        trial.report(record[spec.metric], record["step"])
+        if trial.should_prune():
+            raise StopTraining(f"pruned by Optuna at step {record['step']}")
+
+    return callback
+
+
+def _space(spec: SweepSpec) -> dict[str, Any]:
+    return spec.grid if spec.is_grid else spec.sample
+
+
+def _suggest(trial: optuna.Trial, key: str, space) -> Any:
+    if not isinstance(space, Range):
+        return trial.suggest_categorical(key, list(space))
+    if space.integer:
+        step = int(space.step or 1)
+        return trial.suggest_int(key, int(space.low), int(space.high), step=step, log=space.log)
+    return trial.suggest_float(key, space.low, space.high, step=space.step, log=space.log)
+
+
+def run_name(params: dict[str, Any], seed: int) -> str:
+    """A folder name from a run's values: "cell-gru_lr-0.003_seed-1"."""
+    parts = [f"{key.rsplit('.', 1)[-1]}-{_short(value)}" for key, value in params.items()]
+    name = "_".join([*parts, f"seed-{seed}"])
+    return re.sub(r"[^A-Za-z0-9._,=-]", "-", name)[:120]
+
+
+def _short(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def _after(study, trial, spec: SweepSpec, report) -> None:
+    """Queue a sampled configuration's other seeds, and say how the sweep stands."""
+    if trial.state == TrialState.COMPLETE and trial.user_attrs.get("sampled"):
+        for seed in spec.seeds[1:]:
+            study.enqueue_trial(trial.params, user_attrs={"seed": seed})
+    best = None
+    with contextlib.suppress(ValueError):  # ValueError: nothing complete yet
+        best = (study.best_trial.number, study.best_value)
+    value = trial.value if trial.state == TrialState.COMPLETE else None
+    detail = trial.user_attrs.get("failure") or trial.user_attrs.get("stopped") or ""
+    report(Progress(
+        trial.number, dict(trial.params), trial.user_attrs.get("seed"),
+        {"COMPLETE": "complete", "PRUNED": "pruned"}.get(trial.state.name, "failed"),
+        value, detail, counts(study), best,
+    ))  # fmt: skip

@@ -1,0 +1,73 @@
+"""Two workers on one study in a real PostgreSQL server, as workers on many machines share one.
+
+The server is Debian's `postgresql` package (`make test` installs it where
+apt-get can), started here in a temporary folder, listening on a unix socket
+only, and stopped after.
+"""
+
+import glob
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pytest
+from conftest import finish, runs_of, trials, worker
+
+BINARIES = sorted(glob.glob("/usr/lib/postgresql/*/bin"))
+PORT = 54329
+
+
+def as_server_user(command: list[str]) -> list[str]:
+    # PostgreSQL refuses to run as root: the package's own user runs it then.
+    if os.geteuid() == 0:
+        return ["runuser", "-u", "postgres", "--", *command]
+    return command
+
+
+@pytest.fixture
+def postgres():
+    if not BINARIES:
+        pytest.skip(
+            "PostgreSQL is not installed (apt-get install postgresql; `make test` does, as root)"
+        )
+    pytest.importorskip(
+        "psycopg", reason="psycopg is not installed (pip install 'psycopg[binary]')"
+    )
+    binaries = Path(BINARIES[-1])
+
+    def run(program: str, *arguments: str) -> None:
+        command = as_server_user([str(binaries / program), *arguments])
+        subprocess.run(command, check=True, capture_output=True, timeout=120)
+
+    # Not under pytest's temporary folders: they are private to this user, and the
+    # server's user must reach its own.
+    folder = Path(tempfile.mkdtemp(prefix="seqmnist-postgres-"))
+    data, sockets = folder / "data", folder / "sockets"
+    try:
+        sockets.mkdir()
+        if os.geteuid() == 0:
+            shutil.chown(folder, "postgres")
+            shutil.chown(sockets, "postgres")
+        run("initdb", "-D", str(data), "-A", "trust", "-U", "seqmnist")
+        options = f"-k {sockets} -c listen_addresses='' -p {PORT}"
+        run("pg_ctl", "-D", str(data), "-o", options, "-l", str(folder / "log"), "-w", "start")
+        try:
+            run("createdb", "-h", str(sockets), "-p", str(PORT), "-U", "seqmnist", "sweep")
+            yield f"postgresql://seqmnist@/sweep?host={sockets}&port={PORT}"
+        finally:
+            run("pg_ctl", "-D", str(data), "-m", "fast", "-w", "stop")
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_two_workers_share_a_study_in_postgresql(postgres, write_spec, tmp_path):
+    spec, out = write_spec(steps=60), tmp_path / "sweep"
+    first = worker(spec, out, "--storage", postgres)
+    second = worker(spec, out, "--storage", postgres)
+    for status, _, errors in (finish(first), finish(second)):
+        assert status == 0, errors
+    found = trials(out, postgres)
+    assert len(found) == 8 and len(set(runs_of(found))) == 8
+    assert "postgresql" in (out / "sweep.json").read_text()
