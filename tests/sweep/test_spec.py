@@ -40,6 +40,7 @@ BAD = {
     "test metric": ('metric = "test_accuracy"\n', "the test set picks nothing"),
     "bad preset": ('base = "nonesuch"\n', "is not a preset"),
     "bad trials": ("trials = 0\n", "at least 1"),
+    "bad option-name value": ("[grid]\nbatch_size = [64, 0]\n", "batch_size"),
 }
 
 
@@ -77,7 +78,7 @@ def test_a_good_spec_reads_as_written(tmp_path):
     spec = tmp_path / "spec.toml"
     spec.write_text(
         'config = "base.toml"\nmetric = "val_loss"\ntrials = 6\nseeds = [3, 4]\n'
-        '[fixed]\nepochs = 1\n"model.hidden_sizes" = [32, 16]\n'
+        "[fixed]\nepochs = 1\nhidden_sizes = [32, 16]\n"
         '[sample]\n"train.lr" = {low = 1e-4, high = 1e-2, log = true}\n'
         '"train.batch_size" = {low = 32, high = 128, step = 32}\n"model.readout" = ["final", "mean"]\n'
     )

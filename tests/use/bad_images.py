@@ -42,6 +42,15 @@ DIGIT = np.zeros((28, 28), dtype=np.uint8)
 DIGIT[6:22, 12:16] = 255
 NOISE = np.random.default_rng(0).integers(0, 255, (64, 64), dtype=np.uint8)  # compresses badly
 
+
+def png_with_garbled_exif() -> bytes:
+    """A digit's PNG whose eXIf chunk is no TIFF: Pillow raises SyntaxError turning it upright."""
+    plain = png_bytes(255 - DIGIT)
+    kind, data = b"eXIf", b"garbage"
+    chunk = struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    return plain[:33] + chunk + plain[33:]  # after the 8-byte signature and the IHDR chunk
+
+
 BAD_IMAGES = {
     "empty": (lambda: b"", "is empty"),
     "text": (lambda: b"this is a note, not a picture\n", "is not a PNG, JPEG, BMP, GIF or WebP"),
@@ -52,6 +61,7 @@ BAD_IMAGES = {
     "animated": (animated_gif, "is animated (3 frames)"),
     "blank": (lambda: png_bytes(np.full((28, 28), 255, dtype=np.uint8)), "no visible ink"),
     "tiff": (lambda: _tiff(), "is not a PNG, JPEG, BMP, GIF or WebP"),
+    "garbled_exif": (png_with_garbled_exif, "damaged or truncated"),
 }
 
 

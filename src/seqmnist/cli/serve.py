@@ -120,10 +120,9 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _named_runs(runs: list[tuple[str | None, Path]]) -> list[Path] | dict[str, Path]:
-    if all(name is None for name, _ in runs):
-        return [path for _, path in runs]
-    return {name or path.resolve().name: path for name, path in runs}
+def _named_runs(runs: list[tuple[str | None, Path]]) -> list[Path | tuple[str, Path]]:
+    # Pairs, not a dict: two runs given one name must be refused, not one dropped.
+    return [path if name is None else (name, path) for name, path in runs]
 
 
 def _listen(host: str, port: int) -> socket.socket:

@@ -39,7 +39,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                      help="the sweep's folder: its study and its runs")  # fmt: skip
     run.add_argument("--storage", metavar="URL", help=STORAGE_HELP)
     run.add_argument("--trials", type=positive_int, metavar="N",
-                     help="run at most N trials in this worker (default: until the budget is spent)")  # fmt: skip
+                     help="run at most N trials in this worker, within the spec's budget "
+                          "(default: until the budget is spent)")  # fmt: skip
     run.set_defaults(handler=run_sweep, next_step=_next_step)
     for action, help_text in (
         ("table", "print the results grouped over seeds: mean ± std"),
@@ -47,15 +48,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         ("best", "write the best configuration as a TOML file for train --config"),
     ):
         sub = actions.add_parser(action, help=help_text, description=help_text.capitalize() + ".")
-        sub.add_argument("out", type=path_argument, metavar="DIR", help="the sweep's folder")
+        sub.add_argument("sweep_dir", type=path_argument, metavar="DIR", help="the sweep's folder")
         sub.add_argument("--storage", metavar="URL", help=STORAGE_HELP)
         if action == "table":
             form = sub.add_mutually_exclusive_group()
             form.add_argument("--json", action="store_true", help="print JSON")
             form.add_argument("--csv", action="store_true", help="print CSV")
         if action == "best":
-            sub.add_argument("--file", type=path_argument, required=True, metavar="FILE",
-                             help="the TOML file to write")  # fmt: skip
+            sub.add_argument("--out", type=path_argument, required=True, metavar="FILE",
+                             help="the TOML file to write: the configuration with the best mean "
+                                  "metric among those finished on the most seeds")  # fmt: skip
         sub.set_defaults(handler=HANDLERS[action], preload=("numpy",))
 
 
@@ -133,11 +135,11 @@ def table(args: argparse.Namespace) -> int:
     _optuna()
     from seqmnist.sweep.table import format_csv, format_table, sweep_rows
 
-    rows = sweep_rows(args.out, args.storage)
+    rows = sweep_rows(args.sweep_dir, args.storage)
     if args.json:
         import json
 
-        print(json.dumps(rows, indent=2))
+        print(json.dumps(rows, indent=2, allow_nan=False))
     elif args.csv:
         sys.stdout.write(format_csv(rows))
     else:
@@ -150,7 +152,9 @@ def plot(args: argparse.Namespace) -> int:
     from seqmnist.plots.sweep import sweep_figure
     from seqmnist.sweep.table import sweep_rows
 
-    path = sweep_figure(sweep_rows(args.out, args.storage), args.out / "plots" / "sweep.png")
+    path = sweep_figure(
+        sweep_rows(args.sweep_dir, args.storage), args.sweep_dir / "plots" / "sweep.png"
+    )
     print(f"wrote {path}")
     return 0
 
@@ -163,19 +167,19 @@ def best(args: argparse.Namespace) -> int:
     from seqmnist.files import atomic_write_bytes
     from seqmnist.sweep.table import best_config
 
-    row, config = best_config(args.out, args.storage)
+    row, config = best_config(args.sweep_dir, args.storage)
     config = dataclasses.replace(
         config,
         name="sweep-best",
-        description=f"the best of the sweep in {args.out}: {row['configuration']}",
+        description=f"the best of the sweep in {args.sweep_dir}: {row['configuration']}",
     )
     header = (
-        f"# The best configuration of the sweep in {args.out}: {row['configuration']}, "
+        f"# The best configuration of the sweep in {args.sweep_dir}: {row['configuration']}, "
         f"mean {row['metric']} {row['metric_mean']:.4f} over {row['seeds']} seeds.\n"
     )
-    atomic_write_bytes(args.file, (header + to_toml(config) + "\n").encode(), "--file")
-    print(f"wrote {args.file}: {row['configuration']} ({row['seeds']} seeds, mean "
-          f"{row['metric']} {row['metric_mean']:.4f}); train it with: seqmnist train --config {args.file}")  # fmt: skip
+    atomic_write_bytes(args.out, (header + to_toml(config) + "\n").encode(), "--out")
+    print(f"wrote {args.out}: {row['configuration']} ({row['seeds']} seeds, mean "
+          f"{row['metric']} {row['metric_mean']:.4f}); train it with: seqmnist train --config {args.out}")  # fmt: skip
     return 0
 
 

@@ -97,7 +97,9 @@ class SweepSpec:
             every = len(self.grid_points()) * len(self.seeds)
             return every if self.trials is None else min(self.trials, every)
         assert self.trials is not None  # checked in load_spec
-        return self.trials
+        # Each sampled configuration runs once per seed: the budget rounds up to whole ones.
+        configurations = -(-self.trials // len(self.seeds))
+        return configurations * len(self.seeds)
 
     def config_for(self, params: dict[str, Any], seed: int) -> RunConfig:
         """The configuration one trial trains: base, fixed, the trial's values, its seed.
@@ -198,7 +200,8 @@ def _table(values: dict[str, Any], name: str) -> dict[str, Any]:
     table = values.get(name, {})
     if not isinstance(table, dict):
         raise ConfigError(f"[{name}] must be a table of configuration fields")
-    return {_canonical_key(key): _plain(key, value) for key, value in table.items()}
+    canonical = {_canonical_key(key): value for key, value in table.items()}
+    return {key: _plain(key, value) for key, value in canonical.items()}
 
 
 def _canonical_key(key: str) -> str:

@@ -56,17 +56,22 @@ def open_study(spec: SweepSpec, out_dir: Path, storage_url: str | None = None) -
                 sampler=sampler_for(spec), pruner=pruner_for(spec),
             )  # fmt: skip
         except optuna.exceptions.DuplicatedStudyError:
-            return _join(spec, storage, out_dir)
-        _enqueue_grid(study, spec)
-        study.set_user_attr("fingerprint", spec.fingerprint())
-        study.set_user_attr("metric", spec.metric)
-        study.set_user_attr("ready", True)  # joiners wait for this: the grid is all enqueued
+            study = _join(spec, storage, out_dir)
+        else:
+            _enqueue_grid(study, spec)
+            study.set_user_attr("fingerprint", spec.fingerprint())
+            study.set_user_attr("metric", spec.metric)
+            study.set_user_attr("ready", True)  # joiners wait for this: the grid is all enqueued
+    # Where the study lives, for `sweep table DIR` (without a password).
     atomic_write_json(out_dir / INFO_FILE, {"storage": _without_password(url), "study": STUDY_NAME})
     return study
 
 
 def load_study(out_dir: Path, storage_url: str | None = None) -> optuna.Study:
     """A finished or running sweep's study, to read (tables, plots)."""
+    # The storage the sweep was run with, as sweep.json records it (a password is not kept:
+    # give --storage then).
+    storage_url = storage_url or read_info(out_dir).get("storage")
     url = storage_url or default_storage(out_dir)
     if storage_url is None and not (out_dir / DATABASE).exists():
         raise ConfigError(
@@ -96,9 +101,29 @@ def pruner_for(spec: SweepSpec) -> optuna.pruners.BasePruner:
     return optuna.pruners.NopPruner()
 
 
+def enqueue_retry(
+    study: optuna.Study, params: dict, user_attrs: dict, number: int, why: str
+) -> None:
+    """Queue a trial again, in its own run folder (so it goes on from its checkpoint)."""
+    kept = {key: user_attrs[key] for key in ("seed", "run_dir", "sampled") if key in user_attrs}
+    study.enqueue_trial(params, user_attrs={**kept, "retry_of": number, "retry_why": why})
+
+
+def _retry_silent(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+    # Optuna calls this once, in the worker that failed the trial for its missing heartbeats.
+    enqueue_retry(study, trial.params, trial.user_attrs, trial.number, "its worker went silent")
+
+
+def counted(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    """The trials that count: not a stray (see worker.py), not one failed and run again."""
+    trials = study.get_trials(deepcopy=False)
+    retried = {trial.user_attrs.get("retry_of") for trial in trials}
+    return [t for t in trials if not t.user_attrs.get("stray") and t.number not in retried]
+
+
 def counts(study: optuna.Study) -> dict[str, int]:
-    """Trials by state; a stray (see worker.py) is none of them."""
-    trials = [t for t in study.get_trials(deepcopy=False) if not t.user_attrs.get("stray")]
+    """Trials by state, of the trials that count."""
+    trials = counted(study)
     return {
         state.name.lower(): sum(trial.state == state for trial in trials)
         for state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL,
@@ -147,7 +172,7 @@ def _storage(url: str) -> optuna.storages.RDBStorage:
         try:
             return optuna.storages.RDBStorage(
                 url, engine_kwargs=engine, heartbeat_interval=HEARTBEAT_SECONDS,
-                grace_period=GRACE_SECONDS,
+                grace_period=GRACE_SECONDS, heartbeat_stale_trial_callback=_retry_silent,
             )  # fmt: skip
         except sqlalchemy.exc.DBAPIError as error:
             # Another worker creating the tables on a shared server, or the server starting.

@@ -20,7 +20,7 @@ from optuna.trial import TrialState
 
 from seqmnist.config import RunConfig
 from seqmnist.errors import ConfigError
-from seqmnist.sweep.study import load_study
+from seqmnist.sweep.study import counted, load_study
 
 FIGURES = ("val_accuracy", "test_accuracy", "train_seconds", "samples_per_second")
 
@@ -31,16 +31,16 @@ def sweep_rows(out_dir: Path, storage_url: str | None = None) -> list[dict[str, 
     metric = study.user_attrs.get("metric", "val_accuracy")
     groups: dict[str, dict[str, Any]] = {}
     runs: dict[tuple[str, int], Any] = {}
-    trials = [t for t in study.get_trials(deepcopy=False) if not t.user_attrs.get("stray")]
-    retried = {trial.user_attrs.get("retry_of") for trial in trials}
-    for trial in trials:
+    for trial in counted(study):
+        if trial.state == TrialState.WAITING:
+            continue  # queued: its values are not yet its own (Optuna keeps them aside)
         key = json.dumps(trial.params, sort_keys=True)
         group = groups.setdefault(key, {"params": trial.params, "pruned": 0, "failed": 0})
         if trial.state == TrialState.COMPLETE:
             runs[(key, trial.user_attrs.get("seed"))] = trial  # a retry's copy replaces none
         elif trial.state == TrialState.PRUNED:
             group["pruned"] += 1
-        elif trial.state == TrialState.FAIL and trial.number not in retried:
+        elif trial.state == TrialState.FAIL:
             group["failed"] += 1
     finished: dict[str, list] = {}
     for (key, _seed), trial in sorted(runs.items(), key=lambda item: str(item[0])):
@@ -69,8 +69,9 @@ def _row(group: dict[str, Any], trials: list, metric: str) -> dict[str, Any]:
     for name in (*FIGURES, metric):
         values = [trial.user_attrs.get(name) for trial in trials]
         values = [v for v in values if isinstance(v, (int, float)) and math.isfinite(v)]
-        row[f"{name}_mean"] = statistics.fmean(values) if values else math.nan
-        row[f"{name}_std"] = statistics.stdev(values) if len(values) > 1 else math.nan
+        # None, not NaN, where there is no figure: JSON has no NaN.
+        row[f"{name}_mean"] = statistics.fmean(values) if values else None
+        row[f"{name}_std"] = statistics.stdev(values) if len(values) > 1 else None
     row["metric_mean"], row["metric_std"] = row[f"{metric}_mean"], row[f"{metric}_std"]
     return row
 
@@ -100,10 +101,10 @@ def format_table(rows: list[dict[str, Any]]) -> str:
 
 def _mean_std(row: dict[str, Any], name: str, scale: float, unit: str, digits: int = 2) -> str:
     mean, std = row[f"{name}_mean"], row[f"{name}_std"]
-    if math.isnan(mean):
+    if mean is None:
         return "-"
     text = f"{mean * scale:.{digits}f}{unit}"
-    return text if math.isnan(std) else f"{text} ± {std * scale:.{digits}f}"
+    return text if std is None else f"{text} ± {std * scale:.{digits}f}"
 
 
 def format_csv(rows: list[dict[str, Any]]) -> str:

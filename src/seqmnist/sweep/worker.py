@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import logging
 import os
@@ -30,7 +31,7 @@ from optuna.trial import TrialState
 from seqmnist.errors import SeqmnistError, TrainingInterrupted
 from seqmnist.runs import SUMMARY_FILE, holds_run
 from seqmnist.sweep.spec import Range, SweepSpec
-from seqmnist.sweep.study import counts
+from seqmnist.sweep.study import counts, enqueue_retry
 from seqmnist.training import StopTraining
 from seqmnist.training import train as train_config
 
@@ -129,28 +130,25 @@ def retry_abandoned(study: optuna.Study) -> None:
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         worker_host, _, pid = trial.user_attrs.get("worker", "").partition(":")
         if worker_host == host and pid.isdigit() and not _alive(int(pid)):
-            study.tell(trial.number, state=TrialState.FAIL)
-            _enqueue_retry(study, trial, "its worker died")
+            try:
+                study.tell(trial.number, state=TrialState.FAIL)
+            except (ValueError, optuna.exceptions.UpdateFinishedTrialError):
+                continue  # another worker, or a heartbeat, has failed (and retried) it
+            enqueue_retry(study, trial.params, trial.user_attrs, trial.number, "its worker died")
     trials = study.get_trials(deepcopy=False)
     retried = {trial.user_attrs.get("retry_of") for trial in trials}
     for trial in trials:
         stopped = trial.state == TrialState.FAIL and trial.user_attrs.get("interrupted")
         if stopped and trial.number not in retried:
-            _enqueue_retry(study, trial, f"stopped by {trial.user_attrs['interrupted']}")
-
-
-def _enqueue_retry(study: optuna.Study, trial: optuna.trial.FrozenTrial, why: str) -> None:
-    kept = {
-        key: trial.user_attrs[key]
-        for key in ("seed", "run_dir", "sampled")
-        if key in trial.user_attrs
-    }
-    study.enqueue_trial(
-        trial.params, user_attrs={**kept, "retry_of": trial.number, "retry_why": why}
-    )
+            enqueue_retry(
+                study, trial.params, trial.user_attrs, trial.number,
+                f"stopped by {trial.user_attrs['interrupted']}",
+            )  # fmt: skip
 
 
 def _alive(pid: int) -> bool:
+    if pid == os.getpid():  # a dead worker's pid, given again to this one
+        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -197,12 +195,12 @@ def _objective(
     run_dir = out_dir / trial.user_attrs.get("run_dir", f"{RUNS}/{run_name(params, seed)}")
     trial.set_user_attr("run_dir", str(run_dir.relative_to(out_dir)))
     trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
-    config = spec.config_for(params, seed)
     try:
-        summary = _train(trial, config, run_dir, spec)
+        # In the try: sampled values valid one by one may not be together (r_min > r_max).
+        summary = _train(trial, spec.config_for(params, seed), run_dir, spec)
     except TrainingInterrupted as stop:
-        trial.set_user_attr("interrupted", "SIGINT" if stop.signal_number == 2 else "SIGTERM")
-        raise  # the worker stops; the trial is retried when the sweep goes on
+        _stopped(trial, params, "SIGINT" if stop.signal_number == 2 else "SIGTERM")
+        raise  # the worker stops, and its trial runs again from its checkpoint
     except SeqmnistError as error:
         trial.set_user_attr("failure", str(error))
         raise TrialFailed(str(error)) from None
@@ -210,12 +208,22 @@ def _objective(
         log.exception("trial %d failed", trial.number)
         trial.set_user_attr("failure", f"{type(error).__name__}: {error}")
         raise TrialFailed(str(error)) from None
+    except BaseException as stop:
+        # Ctrl-C or SIGTERM before training began or after it ended: stopped all the same.
+        _stopped(trial, params, type(stop).__name__)
+        raise
     for key in KEPT:
         trial.set_user_attr(key, summary.get(key))
     if "stopped" in summary:
         trial.set_user_attr("stopped", summary["stopped"]["reason"])
         raise optuna.TrialPruned(summary["stopped"]["reason"])
     return float(summary[spec.metric])
+
+
+def _stopped(trial: optuna.Trial, params: dict[str, Any], why: str) -> None:
+    """A trial its worker is stopped in: queued again by that worker, the one owner of it."""
+    trial.set_user_attr("interrupted", why)
+    enqueue_retry(trial.study, params, trial.user_attrs, trial.number, f"stopped by {why}")
 
 
 def _train(trial: optuna.Trial, config, run_dir: Path, spec: SweepSpec) -> dict[str, Any]:
@@ -255,10 +263,15 @@ def _suggest(trial: optuna.Trial, key: str, space) -> Any:
 
 
 def run_name(params: dict[str, Any], seed: int) -> str:
-    """A folder name from a run's values: "cell-gru_lr-0.003_seed-1"."""
+    """A folder name from a run's values, "cell-gru_lr-0.003_seed-1_3f2a9c01d4".
+
+    The readable part may be cut short or round a value; the seed and a hash of
+    every exact value are never cut, so two runs never share a folder.
+    """
     parts = [f"{key.rsplit('.', 1)[-1]}-{_short(value)}" for key, value in params.items()]
-    name = "_".join([*parts, f"seed-{seed}"])
-    return re.sub(r"[^A-Za-z0-9._,=-]", "-", name)[:120]
+    readable = re.sub(r"[^A-Za-z0-9._,=-]", "-", "_".join(parts))[:90]
+    digest = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:10]
+    return "_".join(part for part in (readable, f"seed-{seed}", digest) if part)
 
 
 def _short(value: Any) -> str:

@@ -143,6 +143,10 @@ def train(
     summary["recipe"] = recipe_status(config, len(train_split))
     if loop.stopped is not None:
         summary["stopped"] = loop.stopped
+        if (
+            summary["recipe"] is not None
+        ):  # stopped short of its recipe: partial, whatever its budget
+            summary["recipe"] = {**summary["recipe"], "steps": loop.step, "partial": True}
     if run_dir is not None:
         # The checksum in summary.json is how eval, predict and export know the
         # weights they read are the ones written here.

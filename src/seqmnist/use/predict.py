@@ -105,14 +105,18 @@ class Predictor:
         names = [_name(source, i) for i, source in enumerate(sources)]
         return explain(self.model, images, names, self.class_names)
 
-    def classify(self, images: np.ndarray, names: Sequence[str]) -> list[Prediction]:
-        """Classify already prepared images, (N, H, W) float in [0, 1]."""
-        probabilities = softmax_in_batches(self.model, torch.from_numpy(images), self.batch_size)
+    def check_finite(self, probabilities: torch.Tensor) -> None:
+        """NaN or infinite outputs mean damaged weights: a NonFiniteOutputs saying how to mend them."""
         if not torch.isfinite(probabilities).all():
             raise NonFiniteOutputs(
                 f"the model's outputs are NaN or infinite for these images: "
                 f"{repair_hint(self.run.directory)}"
             )
+
+    def classify(self, images: np.ndarray, names: Sequence[str]) -> list[Prediction]:
+        """Classify already prepared images, (N, H, W) float in [0, 1]."""
+        probabilities = softmax_in_batches(self.model, torch.from_numpy(images), self.batch_size)
+        self.check_finite(probabilities)
         return [
             Prediction(name, tuple(map(float, row)), self.class_names, image)
             for name, row, image in zip(names, probabilities.tolist(), images, strict=True)

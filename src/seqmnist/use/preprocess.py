@@ -91,11 +91,12 @@ def decode_image(source: BinaryIO | bytes, name: str = "the image") -> Image.Ima
         image.draft("RGB" if image.mode != "L" else "L", (WORKING_SIDE, WORKING_SIDE))
     try:
         image.load()
-    except (OSError, SyntaxError, ValueError, EOFError) as error:
+        # Turned upright by its EXIF orientation; a garbled EXIF block raises here too.
+        return ImageOps.exif_transpose(image)
+    except Exception as error:  # Pillow's decoders raise many kinds for damaged bytes
         raise UndecodableImage(
             f"{name} is damaged or truncated ({error}); copy or export it again"
         ) from None
-    return ImageOps.exif_transpose(image)
 
 
 def _claimed_size(error: Image.DecompressionBombError) -> str:

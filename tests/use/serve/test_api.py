@@ -19,7 +19,7 @@ PNG = {"content-type": "image/png"}
 # Why each bad image is refused, as an HTTP status: 400 for bytes that are no
 # image file, 422 for a picture that decodes but cannot hold a digit.
 BAD_IMAGE_STATUS = {
-    "empty": 400, "text": 400, "truncated": 400, "tiff": 400,
+    "empty": 400, "text": 400, "truncated": 400, "tiff": 400, "garbled_exif": 400,
     "bomb": 422, "huge_bomb": 422, "strip": 422, "animated": 422, "blank": 422,
 }  # fmt: skip
 
@@ -141,6 +141,22 @@ def test_bad_images_get_the_reasons_predict_gives(two_runs, name):
     assert_error(raw, BAD_IMAGE_STATUS[name], words)
     upload = two_runs.post("/api/predict", files={"file": ("x.png", make(), "image/png")})
     assert_error(upload, BAD_IMAGE_STATUS[name], words)
+    # The model's thread took the bad image in its stride: the next request is answered.
+    good = two_runs.post("/api/predict", content=png_bytes(DIGIT), headers=PNG)
+    assert good.status_code == 200
+
+
+def test_a_bad_image_among_good_ones_spoils_none_of_them(two_runs):
+    images = [png_bytes(255 - np.roll(DIGIT, shift, axis=1)) for shift in range(-6, 7)]
+    requests = [{"url": "/api/predict", "content": image, "headers": PNG} for image in images]
+    requests.insert(5, {"url": "/api/predict", "content": BAD_IMAGES["garbled_exif"][0](),
+                        "headers": PNG})  # fmt: skip
+    expected = Predictor.from_run(two_runs.app.state.runs["first"].predictor.run.directory)
+    answers = two_runs.post_many(requests)
+    assert answers.pop(5).status_code == 400
+    for answer, image in zip(answers, images):
+        probabilities = expected.predict([Image.open(io.BytesIO(image))])[0].probabilities
+        np.testing.assert_allclose(answer.json()["probabilities"], probabilities, atol=1e-5)
 
 
 def test_bodies_over_the_limit_are_refused(untrained_run, serve):
@@ -186,6 +202,7 @@ def test_what_is_not_an_image_is_415(two_runs, headers, files, words):
         (json.dumps({"pixels": [[255] * 28] * 28}).encode(), "divide 8-bit values by 255"),
         (json.dumps({"pixels": [[math.nan] * 28] * 28}).encode(), "28 rows of 28"),
         (json.dumps({"pixels": [[0] * 28] * 28}).encode(), "no visible ink"),
+        (b'{"pixels": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", "must be"),  # too deep to parse
     ],
 )
 def test_bad_pixels_are_422(two_runs, body, words):

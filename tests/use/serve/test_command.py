@@ -48,6 +48,9 @@ def test_a_busy_port_and_a_bad_run_are_one_line(untrained_run, one_error_line):
     one_error_line(["serve", run, "--host", "no-such-host.invalid"], "--host")
     one_error_line(["serve", run, "/no/such/run"], "/no/such/run")
     one_error_line(["serve", run, run], "NAME=PATH")
+    other = str(untrained_run("other"))
+    one_error_line(["serve", f"a={run}", f"a={other}"], "NAME=PATH")  # not one of them dropped
+    one_error_line(["serve", f"no/slash={run}"], "cannot name a served run")
 
 
 @pytest.mark.parametrize(

@@ -68,9 +68,9 @@ def create_app(
 ) -> FastAPI:
     """The application serving ``run_dirs`` (paths, or a mapping of names to paths).
 
-    Each run's model answers the requests that wait for it in batches, on the
-    event loop (batcher.py); ``app.state.close()`` ends what the application
-    holds, for servers that run no lifespan.
+    Each run's model answers the requests that wait for it in batches, on a
+    thread of its own (batcher.py); ``app.state.close()`` stops those threads,
+    for servers that run no lifespan.
     """
     runs = {run.name: run for run in load_served_runs(run_dirs)}
     batchers = {name: Batcher(run.predictor, max_batch) for name, run in runs.items()}

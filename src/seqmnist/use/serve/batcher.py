@@ -26,8 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from seqmnist.errors import ImageError, NonFiniteOutputs
-from seqmnist.runs import repair_hint
+from seqmnist.errors import ImageError
 from seqmnist.use.explain import step_ends, step_probabilities
 from seqmnist.use.predict import Predictor, softmax_in_batches
 from seqmnist.use.serve.decode import Source, prepare
@@ -61,11 +60,14 @@ class Batcher:
         self.predictor = predictor
         self.max_batch = max_batch
         self._queue: queue.Queue[_Job | None] = queue.Queue(maxsize=max_waiting)
+        self._closed = False
         self._thread = threading.Thread(target=self._serve, name="seqmnist-batcher", daemon=True)
         self._thread.start()
 
     async def answer(self, source: Source, name: str, with_steps: bool = False) -> Answer:
         """The model's answer; raises ImageError when ``source`` cannot be made an image."""
+        if self._closed or not self._thread.is_alive():
+            raise Busy  # closing (or, after a bug, no thread to answer): never a hang
         loop = asyncio.get_running_loop()
         job = _Job(source, name, with_steps, loop, loop.create_future())
         try:
@@ -76,6 +78,7 @@ class Batcher:
 
     def close(self) -> None:
         """Finish the queued requests, then stop the thread."""
+        self._closed = True
         if self._thread.is_alive():
             self._queue.put(None)
             self._thread.join()
@@ -103,6 +106,11 @@ class Batcher:
                 ready[index] = prepare(job.source, self.predictor.image_shape, job.name)
             except ImageError as error:
                 outcomes[index] = error
+            except (
+                Exception
+            ) as error:  # a bug in preparing: that request's 500, not the thread's end
+                log.exception("preparing %s failed", job.name)
+                outcomes[index] = error
         if ready:
             try:
                 answers = self._compute(list(ready.values()), [jobs[i].with_steps for i in ready])
@@ -126,11 +134,7 @@ class Batcher:
         model = self.predictor.model
         batch = torch.from_numpy(np.stack(images))  # (B, H, W)
         probabilities = softmax_in_batches(model, batch, self.max_batch)  # (B, C)
-        if not torch.isfinite(probabilities).all():
-            raise NonFiniteOutputs(
-                "the model's outputs are NaN or infinite: "
-                + repair_hint(self.predictor.run.directory)
-            )
+        self.predictor.check_finite(probabilities)
         wanted = [index for index, want in enumerate(with_steps) if want]
         ends = step_ends(model.view.steps)
         per_step = {}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,7 +12,9 @@ from seqmnist.errors import ConfigError
 from seqmnist.use.explain import STEP_NAMES
 from seqmnist.use.predict import Predictor
 
-RunDirs = Sequence[Path | str] | Mapping[str, Path | str]
+# Paths (served under their folder's names), (name, path) pairs, or a mapping of the two.
+RunDirs = Sequence[Path | str | tuple[str, Path | str]] | Mapping[str, Path | str]
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
 @dataclass(frozen=True)
@@ -42,11 +45,13 @@ class ServedRun:
 
 def load_served_runs(run_dirs: RunDirs) -> list[ServedRun]:
     """Load every run, named by its folder (or by the mapping's keys); names must differ."""
-    named = (
-        list(run_dirs.items())
-        if isinstance(run_dirs, Mapping)
-        else [(Path(path).resolve().name, path) for path in run_dirs]
-    )
+    if isinstance(run_dirs, Mapping):
+        named = list(run_dirs.items())
+    else:
+        named = [
+            entry if isinstance(entry, tuple) else (Path(entry).resolve().name, entry)
+            for entry in run_dirs
+        ]
     if not named:
         raise ConfigError("give at least one run directory to serve")
     seen: dict[str, Path | str] = {}
@@ -56,7 +61,9 @@ def load_served_runs(run_dirs: RunDirs) -> list[ServedRun]:
                 f"two runs would both be served as {name!r} ({seen[name]} and {path}); "
                 f"name them apart with NAME=PATH, e.g. {name}-2={path}"
             )
-        if not name or "/" in name or name.startswith("."):
-            raise ConfigError(f"{name!r} cannot name a served run; use letters, digits, - and _")
+        if not NAME.fullmatch(name):
+            raise ConfigError(
+                f"{name!r} cannot name a served run; use letters, digits, '.', '-' and '_'"
+            )
         seen[name] = path
     return [ServedRun(name, Predictor.from_run(path)) for name, path in named]
