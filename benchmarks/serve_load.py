@@ -30,7 +30,6 @@ import argparse
 import asyncio
 import http.client
 import io
-import ipaddress
 import json
 import os
 import platform
@@ -48,6 +47,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from seqmnist.cli.serve import is_loopback
 from seqmnist.data.datasets import load_split
 from seqmnist.errors import SeqmnistError
 from seqmnist.runtime import cpu_flags, device_name
@@ -63,7 +63,7 @@ MAX_GROWTH_MIB = 10
 
 def main() -> int:
     args = parse_args()
-    if not _is_loopback(args.host):
+    if not is_loopback(args.host):
         print(f"serve_load.py: error: --host {args.host} is not a loopback address; "
               "this load test only runs on this machine", file=sys.stderr)  # fmt: skip
         return 2
@@ -402,7 +402,7 @@ def server_address(server: subprocess.Popen, seconds: float) -> tuple[str, int]:
                 raise LoadTestError(f"the server exited (status {server.wait()}) before serving")
             if match := re.search(r" at http://\[?([^\]/]+?)\]?:(\d+)/", line):
                 host, port = match[1], int(match[2])
-                if not _is_loopback(host):  # never load anything but this machine
+                if not is_loopback(host):  # never load anything but this machine
                     raise LoadTestError(f"the server listens on {host}, not on loopback")
                 return host, port
     raise LoadTestError(f"the server printed no address within {seconds:g} s")
@@ -434,15 +434,6 @@ def stop(server: subprocess.Popen) -> None:
             server.kill()
             server.wait()
     server.stdout.close()
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 # --- the report ----------------------------------------------------------------------------

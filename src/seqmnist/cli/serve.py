@@ -80,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
     app = create_app(_named_runs(args.runs), max_body_bytes=args.max_upload_mb * 2**20)
     listening = _listen(args.host, args.port)
     host, port = listening.getsockname()[:2]
-    if not _is_loopback(args.host):
+    if not is_loopback(args.host):
         print(
             f"seqmnist: warning: listening on {args.host}, reachable from other machines; "
             "the server has no authentication: anyone who can reach it can use it",
@@ -146,7 +146,8 @@ def _listen(host: str, port: int) -> socket.socket:
     return listening
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` names this machine only (127.0.0.0/8, ::1, localhost)."""
     if host == "localhost":
         return True
     try:

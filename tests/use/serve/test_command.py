@@ -9,7 +9,7 @@ import pytest
 from bad_images import DIGIT, png_bytes
 from live_server import start, stop
 
-from seqmnist.cli.serve import _is_loopback
+from seqmnist.cli.serve import is_loopback
 
 
 def post_png(address: str, data: bytes) -> dict:
@@ -59,4 +59,4 @@ def test_a_busy_port_and_a_bad_run_are_one_line(untrained_run, one_error_line):
      ("0.0.0.0", False), ("::", False), ("192.168.1.5", False), ("example.org", False)],
 )  # fmt: skip
 def test_only_loopback_addresses_go_without_a_warning(host, loopback):
-    assert _is_loopback(host) is loopback
+    assert is_loopback(host) is loopback
