@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from seqmnist.distributed import ONE_PROCESS, Ranks, all_sum
 from seqmnist.errors import NonFiniteOutputs
 from seqmnist.model.inputs import to_unit_float
 from seqmnist.runtime import exact_fp32
@@ -70,39 +71,48 @@ def evaluate(
     split: str,
     num_classes: int,
     batch_size: int,
+    ranks: Ranks = ONE_PROCESS,
 ) -> Evaluation:
     """Evaluate on uint8 ``images`` (N, H, W) and ``labels`` (N,), already on the model's device.
 
     Outputs that are NaN or infinite raise NonFiniteOutputs: they are a broken
-    model, not a figure.
+    model, not a figure. Under torchrun (``ranks``) each process takes every
+    N-th batch and the counts are summed; each batch's loss is kept apart and
+    the same vector of them is summed in one order everywhere, so the figures
+    are those of one process, exactly.
     """
     was_training = model.training
     model.eval()
     device = labels.device
-    loss_sum = torch.zeros((), device=device, dtype=torch.float64)
-    confusion = torch.zeros(num_classes * num_classes, device=device, dtype=torch.int64)
-    non_finite = torch.zeros((), device=device, dtype=torch.int64)  # images with a bad logit
-    for start in range(0, len(labels), batch_size):
+    starts = range(0, len(labels), batch_size)
+    batch_losses = torch.zeros(len(starts), device=device, dtype=torch.float64)
+    # Confusion counts, then the count of images with a non-finite logit, summed over ranks.
+    counts = torch.zeros(num_classes * num_classes + 1, device=device, dtype=torch.int64)
+    for index, start in enumerate(starts):
+        if index % ranks.world_size != ranks.rank:
+            continue
         batch_labels = labels[start : start + batch_size]
         with exact_fp32():
             logits = model(to_unit_float(images[start : start + batch_size])).float()  # (B, C)
-        non_finite += (~torch.isfinite(logits).all(dim=1)).sum()
-        loss_sum += F.cross_entropy(logits, batch_labels, reduction="sum").double()
+        counts[-1] += (~torch.isfinite(logits).all(dim=1)).sum()
+        batch_losses[index] = F.cross_entropy(logits, batch_labels, reduction="sum").double()
         predictions = logits.argmax(dim=1)
-        confusion += torch.bincount(
+        counts[:-1] += torch.bincount(
             batch_labels * num_classes + predictions, minlength=num_classes**2
         )
+    all_sum(batch_losses, ranks)  # each entry comes from one rank; the others add 0.0
+    all_sum(counts, ranks)
     model.train(was_training)
     n = len(labels)
-    if (bad := int(non_finite)) > 0:
+    if (bad := int(counts[-1])) > 0:
         raise NonFiniteOutputs(
             f"the model's outputs are NaN or infinite for {bad} of the {n} {split} images"
         )
-    confusion_matrix = confusion.view(num_classes, num_classes).cpu()
+    confusion_matrix = counts[:-1].view(num_classes, num_classes).cpu()
     return Evaluation(
         split=split,
         accuracy=confusion_matrix.diagonal().sum().item() / n,
-        loss=loss_sum.item() / n,
+        loss=batch_losses.sum().item() / n,
         n=n,
         confusion=confusion_matrix.tolist(),
     )

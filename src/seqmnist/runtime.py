@@ -14,6 +14,7 @@ little: evaluation is a forward pass over 15,000 images per epoch.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import platform
 from collections.abc import Iterator
@@ -23,6 +24,7 @@ from typing import Any
 import torch
 
 from seqmnist.config import PRECISIONS
+from seqmnist.distributed import ONE_PROCESS, Ranks, environment_ranks, join
 from seqmnist.errors import ConfigError
 
 
@@ -31,6 +33,9 @@ class Runtime:
     device: torch.device
     precision: str  # of training steps' matrix products: "fp32" or "bf16"
     threads: int  # PyTorch's intra-op CPU threads
+    ranks: Ranks = (
+        ONE_PROCESS  # this process's place in a torchrun launch (one process: rank 0 of 1)
+    )
 
     @classmethod
     def resolve(
@@ -46,8 +51,19 @@ class Runtime:
 
     @classmethod
     def for_training(cls, train_config: Any) -> Runtime:
-        """The runtime a TrainConfig asks for (its device, precision and threads fields)."""
-        return cls.resolve(train_config.device, train_config.precision, train_config.threads)
+        """The runtime a TrainConfig asks for (its device, precision and threads fields).
+
+        Under torchrun it joins the launch's process group, and on CUDA each
+        process takes the GPU of its local rank.
+        """
+        ranks = environment_ranks()
+        device = train_config.device
+        if ranks.distributed and resolve_device(device).type == "cuda":
+            device = f"cuda:{ranks.local_rank}"
+        runtime = cls.resolve(device, train_config.precision, train_config.threads)
+        runtime = dataclasses.replace(runtime, ranks=ranks)
+        join(ranks, runtime.device)
+        return runtime
 
     def autocast(self) -> contextlib.AbstractContextManager:
         """The context a training step's forward pass runs in."""
@@ -65,6 +81,7 @@ class Runtime:
             "cpu_flags": cpu_flags(),
             "torch_version": torch.__version__,
             "denormals_flushed": denormals_flushed(),
+            "world_size": self.ranks.world_size,
         }
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import os
 import signal
 import sys
 
@@ -69,7 +70,10 @@ def main(argv: list[str] | None = None) -> int:
     args = None
     try:
         args = build_parser().parse_args(argv)
-        logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+        # Under torchrun every process runs this; rank 0 alone says what goes on.
+        rank = os.environ.get("RANK", "0")
+        level = logging.INFO if rank == "0" else logging.ERROR
+        logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr)
         modules = getattr(args, "preload", PRELOAD)
         preload(modules)
         with _flushed_if_computing(modules):

@@ -89,8 +89,12 @@ def run_sweep(args: argparse.Namespace) -> int:
 
     spec = load_spec(args.spec)  # the whole spec is checked before any trial starts
     study = open_study(spec, args.out, args.storage)
-    print(f"sweep {args.out}: up to {spec.budget()} runs of {spec.base_name}, "
-          f"{spec.metric} {'maximised' if spec.direction == 'maximize' else 'minimised'}", flush=True)  # fmt: skip
+    presets = "preset" in spec.grid or "preset" in spec.sample
+    base = "each on its own preset" if presets else f"on {spec.base_name}"
+    seeds = f"{len(spec.seeds)} seed{'s' if len(spec.seeds) > 1 else ''} a configuration"
+    way = "maximised" if spec.direction == "maximize" else "minimised"
+    print(f"sweep {args.out}: up to {spec.budget()} runs, {seeds}, {base}; {spec.metric} {way}",
+          flush=True)  # fmt: skip
     try:
         ran = run_worker(study, spec, args.out, max_trials=args.trials, report=_print_progress)
     except TrainingInterrupted as stopped:

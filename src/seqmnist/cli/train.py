@@ -22,6 +22,7 @@ from seqmnist.config import (
     option_fields,
     setting,
 )
+from seqmnist.distributed import environment_ranks
 from seqmnist.errors import ConfigError, RunError, TrainingInterrupted
 from seqmnist.presets import get_preset
 
@@ -126,6 +127,11 @@ def run(args: argparse.Namespace) -> int:
     if args.resume is not None:
         return _resume(args)
     config = resolve_config(args)
+    if args.out is None and environment_ranks().distributed:
+        # Each process would name its own folder after its own clock.
+        raise ConfigError(
+            "under torchrun, give the run folder with --out (every process writes to it)"
+        )
     out = args.out or Path("runs") / f"{config.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     args.out = out  # so that an interrupt's next step names the folder actually used
     from seqmnist.runs import check_new_run_dir
@@ -133,7 +139,7 @@ def run(args: argparse.Namespace) -> int:
     check_new_run_dir(out, args.overwrite)  # before the slow imports and the data
     from seqmnist.training import train
 
-    if not args.json:  # with --json, stdout holds the summary alone
+    if not args.json and environment_ranks().is_main:  # --json: stdout holds the summary alone
         print(f"training {config.name} -> {out}")
     return _report(
         lambda: train(config, out, progress=args.progress, overwrite=args.overwrite), out, args
@@ -170,7 +176,7 @@ def _resume(args: argparse.Namespace) -> int:
     name = read_config(args.resume).name
     from seqmnist.api import resume
 
-    if not args.json:
+    if not args.json and environment_ranks().is_main:
         print(f"resuming {name} in {args.resume}")
     return _report(
         lambda: resume(args.resume, data_dir=args.data_dir, progress=args.progress),
@@ -184,8 +190,11 @@ def _report(train: Callable[[], TrainResult], out: Path, args: argparse.Namespac
         result = train()
     except TrainingInterrupted as stopped:
         ignore_stop_signals()  # on the way out: a second signal must not cut the message short
-        print(f"seqmnist: {one_line(stopped)}", file=sys.stderr)
+        if environment_ranks().is_main:  # under torchrun, one line for all
+            print(f"seqmnist: {one_line(stopped)}", file=sys.stderr)
         return stopped.exit_code
+    if not environment_ranks().is_main:
+        return 0  # under torchrun rank 0 alone reports
     if args.json:
         print(json.dumps(result.summary))
     else:

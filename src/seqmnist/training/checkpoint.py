@@ -68,12 +68,16 @@ class CheckpointStore:
         self.config = _plain(config.to_dict())
         self.model_shapes = {name: list(shape) for name, shape in model_shapes.items()}
 
+    def path_for(self, step: int) -> Path:
+        """The JSON file of the checkpoint at ``step``."""
+        return self.directory / f"step-{step:08d}.json"
+
     def save(self, step: int, state: dict[str, Any]) -> Path:
         """Write ``state`` (plain values and tensors) as the checkpoint of ``step``."""
         tensors: dict[str, torch.Tensor] = {}
         encoded = _encode(state, "", tensors)
         data = safetensors_bytes(tensors)
-        json_path = self.directory / f"step-{step:08d}.json"
+        json_path = self.path_for(step)
         tensor_path = json_path.with_suffix(".safetensors")
         self.directory.mkdir(exist_ok=True)
         atomic_write_bytes(tensor_path, data)

@@ -13,7 +13,14 @@ from typing import Any
 import torch
 
 from seqmnist.config import TrainConfig
-from seqmnist.errors import NonFiniteOutputs, RunError, TrainingDiverged, TrainingInterrupted
+from seqmnist.distributed import all_max, all_sum
+from seqmnist.errors import (
+    ConfigError,
+    NonFiniteOutputs,
+    RunError,
+    TrainingDiverged,
+    TrainingInterrupted,
+)
 from seqmnist.evaluation import DeviceSplit, Evaluation, evaluate
 from seqmnist.runtime import Runtime
 from seqmnist.training.checkpoint import Checkpoint, CheckpointStore
@@ -22,6 +29,16 @@ from seqmnist.training.optim import build_optimizer, build_schedule
 from seqmnist.training.step import TrainStep
 
 logger = logging.getLogger("seqmnist.train")
+
+
+def _data_parallel(model: torch.nn.Module, runtime: Runtime) -> torch.nn.Module:
+    """The model the training step runs: under torchrun, wrapped so gradients are averaged."""
+    if not runtime.ranks.distributed:
+        return model
+    from torch.nn.parallel import DistributedDataParallel
+
+    device_ids = [runtime.device.index] if runtime.device.type == "cuda" else None
+    return DistributedDataParallel(model, device_ids=device_ids)
 
 
 class TrainingLoop:
@@ -41,12 +58,19 @@ class TrainingLoop:
         self.total_steps = total_steps
         self.log = log
         self.device = runtime.device
+        self.ranks = runtime.ranks
         self.optimizer = build_optimizer(model, config, self.device)
         self.schedule = build_schedule(self.optimizer, config, total_steps)
-        self.step_fn = TrainStep(model, self.optimizer, self.schedule, config, runtime)
+        self.step_fn = TrainStep(_data_parallel(model, runtime), self.optimizer, self.schedule,
+                                 config, runtime)  # fmt: skip
         # The data order has its own generator so it does not shift with dropout or init.
         self.order_generator = torch.Generator().manual_seed(config.seed)
         self.batch_size = min(config.batch_size, len(train_split))
+        if self.batch_size % self.ranks.world_size:
+            raise ConfigError(
+                f"the batch of {self.batch_size} does not split evenly over "
+                f"{self.ranks.world_size} processes; choose a --batch-size they divide"
+            )
         self.steps_per_epoch = len(train_split) // self.batch_size
         self.step = 0
         self.best_validation: Evaluation | None = None
@@ -96,6 +120,8 @@ class TrainingLoop:
             if self.step >= self.total_steps:
                 break
             indices = order[batch * self.batch_size : (batch + 1) * self.batch_size]
+            # Each process trains its slice of the one global batch (all of it, alone).
+            indices = indices.chunk(self.ranks.world_size)[self.ranks.rank]
             loss, correct = self._train_step(indices)
             self.epoch_loss_sum += loss
             self.epoch_batch += 1
@@ -110,7 +136,8 @@ class TrainingLoop:
             if self.log.stop_reason is not None:
                 break  # a callback asked: end here, validating as an epoch end does
         self._verify_finite()
-        self._end_epoch(self.epoch_loss_sum.item() / max(self.epoch_batch, 1))
+        loss_sum = all_sum(self.epoch_loss_sum.clone(), self.ranks) / self.ranks.world_size
+        self._end_epoch(loss_sum.item() / max(self.epoch_batch, 1))
         self.epoch_batch = 0
         self.epoch_loss_sum = torch.zeros((), device=self.device)
         self.epoch_order_state = self.order_generator.get_state()
@@ -124,12 +151,14 @@ class TrainingLoop:
 
     def _record_batch(self, loss: torch.Tensor, correct: torch.Tensor, size: int) -> None:
         self._verify_finite()
+        # The global batch's figures: each process's mean loss and count, summed.
+        totals = all_sum(torch.stack([loss.float(), correct.float()]), self.ranks)
         self.log.record({
             "kind": "batch",
             "step": self.step,
             "epoch": self.epoch,
-            "loss": loss.item(),
-            "accuracy": correct.item() / size,
+            "loss": totals[0].item() / self.ranks.world_size,
+            "accuracy": totals[1].item() / (size * self.ranks.world_size),
             "lr": self.optimizer.param_groups[0]["lr"],
             "elapsed": self.elapsed(),
             "time": time.time(),
@@ -144,6 +173,7 @@ class TrainingLoop:
             validation = evaluate(
                 self.model, self.val_split.images, self.val_split.labels, split="val",
                 num_classes=self.num_classes, batch_size=self.config.eval_batch_size,
+                ranks=self.ranks,
             )  # fmt: skip
         except NonFiniteOutputs as error:
             raise TrainingDiverged(
@@ -211,12 +241,18 @@ class TrainingLoop:
         if self.checkpoints is None or self.saved_step == self.step:
             return
         self._verify_finite(weights=True)  # a checkpoint never holds NaN
-        self.last_checkpoint = self.checkpoints.save(self.step, self.state())
+        if self.ranks.is_main:  # the others' states are the same: rank 0 writes for all
+            self.last_checkpoint = self.checkpoints.save(self.step, self.state())
+        else:
+            self.last_checkpoint = self.checkpoints.path_for(self.step)
         self.saved_step = self.step
 
     def _stop_if_requested(self) -> None:
-        if self.stop_requests.received is None:
+        # Every process stops at the same step, whichever of them had the signal.
+        received = all_max(self.stop_requests.received or 0, self.ranks, self.device)
+        if not received:
             return
+        self.stop_requests.received = received
         self._save_checkpoint()
         run_dir = shlex.quote(str(self.checkpoints.run_dir))
         raise TrainingInterrupted(
@@ -250,7 +286,7 @@ class TrainingLoop:
         now = self.runtime.to_dict()
         changed = [
             f"{key} {saved[key]} then, {now[key]} now"
-            for key in ("device", "precision", "threads")
+            for key in ("device", "precision", "threads", "world_size")
             if key in saved and saved[key] != now[key]
         ]
         if changed:

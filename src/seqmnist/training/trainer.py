@@ -14,6 +14,7 @@ from torch import nn
 
 from seqmnist.config import RunConfig
 from seqmnist.data import ImageSplits, load_dataset, resolve_data_dir
+from seqmnist.distributed import barrier, environment_ranks
 from seqmnist.errors import RunError, SeqmnistError
 from seqmnist.evaluation import DeviceSplit, Evaluation, evaluate
 from seqmnist.files import atomic_write_json
@@ -83,8 +84,10 @@ def train(
     called = time.perf_counter()
     if resume and out_dir is None:
         raise ValueError("resume needs the run directory as out_dir")
+    # Under torchrun, rank 0 alone writes the run folder; the others read its checkpoints.
+    main = runtime.ranks.is_main if runtime is not None else environment_ranks().is_main
     # Checked before any work, so a refused folder costs nothing and loses nothing.
-    run_dir = _check_run_dir(out_dir, resume, overwrite)
+    run_dir = _check_run_dir(out_dir, resume, overwrite) if main else _path(out_dir)
     runtime = runtime or Runtime.for_training(config.train)
     torch.manual_seed(config.train.seed)
     if splits is None:
@@ -98,23 +101,28 @@ def train(
         DeviceSplit.from_arrays(*splits.split(name), runtime.device)
         for name in ("train", "val", "test")
     )
-    if run_dir is not None and not resume:
+    if run_dir is not None and not resume and main:
         make_run_dir(run_dir, config, overwrite=overwrite)
+    barrier(runtime.ranks)  # the folder is ready before any other process looks in it
     total_steps = config.train.total_steps(len(train_split))
     checkpoints = None
     if run_dir is not None:
         shapes = {name: tuple(tensor.shape) for name, tensor in model.state_dict().items()}
         checkpoints = CheckpointStore(run_dir, config, shapes)
     start = _resume_point(run_dir, checkpoints) if resume else None
-    if start is not None:
+    if start is not None and main:
         keep_records_through(run_dir / METRICS_FILE, start.step)
-    elif checkpoints is not None:
+    elif checkpoints is not None and main:
         checkpoints.clear()
         (run_dir / METRICS_FILE).unlink(missing_ok=True)
-    if config.train.tensorboard and run_dir is not None:
+    if config.train.tensorboard and run_dir is not None and main:
         purge_after = start.step if start is not None else None
         callbacks = (*callbacks, TensorBoardLog(run_dir / TENSORBOARD_DIR, purge_after))
-    log = MetricsLog(run_dir / METRICS_FILE if run_dir else None, total_steps, progress, callbacks)
+    log = (
+        MetricsLog(run_dir / METRICS_FILE if run_dir else None, total_steps, progress, callbacks)
+        if main
+        else MetricsLog(None, total_steps, False, callbacks)
+    )
     try:
         loop = TrainingLoop(
             config.train, runtime, model, train_split, val_split, info.num_classes, total_steps,
@@ -133,7 +141,7 @@ def train(
     # The same call, on the same weights and data, as `seqmnist eval` makes.
     test = evaluate(
         model, test_split.images, test_split.labels, split="test", num_classes=info.num_classes,
-        batch_size=config.train.eval_batch_size,
+        batch_size=config.train.eval_batch_size, ranks=runtime.ranks,
     )  # fmt: skip
     summary = _summary(config, runtime, model, loop, validation, test, train_seconds)
     summary["setup_seconds"] = setup_seconds
@@ -147,12 +155,16 @@ def train(
             summary["recipe"] is not None
         ):  # stopped short of its recipe: partial, whatever its budget
             summary["recipe"] = {**summary["recipe"], "steps": loop.step, "partial": True}
-    if run_dir is not None:
+    if run_dir is not None and main:
         # The checksum in summary.json is how eval, predict and export know the
         # weights they read are the ones written here.
         summary["checksums"] = {WEIGHTS_FILE: save_weights(run_dir / WEIGHTS_FILE, model, info)}
         atomic_write_json(run_dir / SUMMARY_FILE, summary)
     return TrainResult(config, run_dir, model, info, validation, test, summary)
+
+
+def _path(out_dir: Path | str | None) -> Path | None:
+    return Path(out_dir) if out_dir is not None else None
 
 
 def _check_run_dir(out_dir: Path | str | None, resume: bool, overwrite: bool) -> Path | None:

@@ -1,0 +1,132 @@
+"""One run over two processes with torchrun (gloo on the CPU): the run one process trains.
+
+Each test starts `torchrun --standalone --nproc-per-node 2` (a rendezvous on
+a free loopback port) with one thread per process, as the issue asks.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from safetensors.torch import load_file
+
+from seqmnist.api import evaluate_run
+
+TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
+def options(stripes_dir, steps: int = 40, *extra: str) -> list[str]:
+    return [
+        "--dataset", str(stripes_dir), "--validation-size", "100", "--hidden-sizes", "16",
+        "--steps", str(steps), "--batch-size", "32", "--eval-batch-size", "64",
+        "--checkpoint-every", "10", "--device", "cpu", "--threads", "1", "--no-progress", *extra,
+    ]  # fmt: skip
+
+
+def train(command: list[str], timeout: float = 240) -> subprocess.CompletedProcess:
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=ENV)
+
+
+def records(run_dir) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_two_processes_train_the_run_one_process_trains(stripes_dir, tmp_path):
+    one, two = tmp_path / "one", tmp_path / "two"
+    single = train(
+        [sys.executable, "-m", "seqmnist", "train", *options(stripes_dir), "--out", str(one)]
+    )
+    assert single.returncode == 0, single.stderr
+    both = train([*TORCHRUN, "-m", "seqmnist", "train", *options(stripes_dir), "--out", str(two)])
+    assert both.returncode == 0, both.stderr
+    # The same optimisation, up to the order floating-point sums were taken in.
+    weights_one, weights_two = (
+        load_file(one / "model.safetensors"),
+        load_file(two / "model.safetensors"),
+    )
+    for name, tensor in weights_one.items():
+        assert (tensor - weights_two[name]).abs().max().item() < 1e-5, name
+    # Written once, by rank 0: the same records as one process, each once.
+    assert [(r["kind"], r["step"]) for r in records(two)] == [
+        (r["kind"], r["step"]) for r in records(one)
+    ]
+    for mine, theirs in zip(records(two), records(one)):
+        for key in ("loss", "accuracy", "val_accuracy", "train_loss"):
+            if key in mine:
+                assert mine[key] == pytest.approx(theirs[key], abs=1e-5), key
+    assert both.stdout.count("run written to") == 1  # rank 0 alone reports
+    summary = json.loads((two / "summary.json").read_text())
+    assert summary["runtime"]["world_size"] == 2
+    assert (
+        summary["test_accuracy"] == json.loads((one / "summary.json").read_text())["test_accuracy"]
+    )
+    test = evaluate_run(two, "test")  # `seqmnist eval` on it gives the summary's figure
+    assert (test.accuracy, test.loss) == (summary["test_accuracy"], summary["test_loss"])
+
+
+def test_ctrl_c_stops_both_at_one_checkpoint_and_resume_goes_on(stripes_dir, tmp_path):
+    run_dir = tmp_path / "run"
+    launch = subprocess.Popen(
+        [*TORCHRUN, "-m", "seqmnist", "train", *options(stripes_dir, 3000), "--out", str(run_dir)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV,
+    )  # fmt: skip
+    deadline = time.monotonic() + 120
+    while not list((run_dir / "checkpoints").glob("step-*.json")):
+        assert time.monotonic() < deadline and launch.poll() is None, launch.communicate()
+        time.sleep(0.1)
+    launch.send_signal(signal.SIGINT)  # torchrun passes it to both processes
+    _, errors = launch.communicate(timeout=120)
+    assert launch.returncode != 0
+    assert errors.count("resume with: seqmnist train --resume") == 1, errors  # rank 0's line
+    assert not (run_dir / "summary.json").exists()
+    stopped_at = max(
+        int(p.stem.split("-")[1]) for p in (run_dir / "checkpoints").glob("step-*.json")
+    )
+    resumed = train(
+        [*TORCHRUN, "-m", "seqmnist", "train", "--resume", str(run_dir), "--no-progress"]
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["steps"] == 3000 > stopped_at
+    steps = [r["step"] for r in records(run_dir) if r["kind"] == "batch"]
+    assert steps == sorted(set(steps))  # no step recorded twice
+
+
+def test_a_rank_that_dies_ends_the_other_in_bounded_time(stripes_dir, tmp_path):
+    run_dir = tmp_path / "run"
+    launch = subprocess.Popen(
+        [*TORCHRUN, "-m", "seqmnist", "train", *options(stripes_dir, 100000), "--out", str(run_dir)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV,
+    )  # fmt: skip
+    deadline = time.monotonic() + 120
+    while not list((run_dir / "checkpoints").glob("step-*.json")):
+        assert time.monotonic() < deadline and launch.poll() is None
+        time.sleep(0.1)
+    children = subprocess.run(["pgrep", "-P", str(launch.pid)], capture_output=True, text=True)
+    workers = [int(pid) for pid in children.stdout.split()]
+    assert len(workers) == 2
+    os.kill(workers[1], signal.SIGKILL)
+    started = time.monotonic()
+    try:
+        launch.communicate(timeout=90)
+    finally:
+        launch.kill()
+    assert launch.returncode != 0
+    assert time.monotonic() - started < 90
+    for pid in workers:  # neither process is left behind
+        assert subprocess.run(["kill", "-0", str(pid)], capture_output=True).returncode != 0
+
+
+def test_a_batch_that_does_not_split_is_refused(stripes_dir, tmp_path):
+    refused = train([*TORCHRUN, "-m", "seqmnist", "train",
+                     *options(stripes_dir), "--batch-size", "33", "--out", str(tmp_path / "run")])  # fmt: skip
+    assert refused.returncode != 0
+    # One line from each process; torchrun then reports its failed children in its own words.
+    assert refused.stderr.splitlines()[0].startswith("seqmnist: error: the batch of 33")
+    assert "does not split evenly over 2 processes" in refused.stderr
+    assert "seqmnist/training" not in refused.stderr  # no traceback through seqmnist's code
