@@ -33,3 +33,15 @@ def test_a_callback_stops_training_and_the_run_is_finished(stripes_dir, tmp_path
 def test_a_run_no_callback_stops_says_nothing_of_stopping(stripes_dir, one_torch_thread):
     result = train_config(tiny_config(stripes_dir, steps=20), progress=False)
     assert "stopped" not in result.summary and result.summary["steps"] == 20
+
+
+def test_a_run_leaves_the_callers_random_state_as_it_was(stripes_dir, one_torch_thread):
+    import torch
+
+    torch.manual_seed(1234)
+    before = torch.get_rng_state()
+    first = train_config(tiny_config(stripes_dir, steps=10, dropout=0.2), progress=False)
+    assert torch.equal(torch.get_rng_state(), before)  # the library seeded nothing for us
+    second = train_config(tiny_config(stripes_dir, steps=10, dropout=0.2), progress=False)
+    for name, tensor in first.model.state_dict().items():  # two runs in one process: the same
+        assert torch.equal(tensor, second.model.state_dict()[name]), name

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Callable
@@ -58,6 +59,24 @@ class TrainResult:
     summary: dict[str, Any]
 
 
+def _own_random_state(function: Callable) -> Callable:
+    """Run ``function`` on a fork of torch's global random state, given back afterwards.
+
+    A run seeds the global generator (weight initialisation and dropout draw
+    from it, and its checkpoints save and restore it); forked, the caller's
+    state is as it was, so runs in one process leave nothing to each other.
+    """
+
+    @functools.wraps(function)
+    def forked(*args, **kwargs):
+        devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+        with torch.random.fork_rng(devices=devices):
+            return function(*args, **kwargs)
+
+    return forked
+
+
+@_own_random_state
 def train(
     config: RunConfig,
     out_dir: Path | str | None = None,
