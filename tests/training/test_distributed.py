@@ -69,16 +69,22 @@ def test_two_processes_train_the_run_one_process_trains(stripes_dir, tmp_path):
     assert (test.accuracy, test.loss) == (summary["test_accuracy"], summary["test_loss"])
 
 
-def test_ctrl_c_stops_both_at_one_checkpoint_and_resume_goes_on(stripes_dir, tmp_path):
-    run_dir = tmp_path / "run"
+def launched_to_a_checkpoint(stripes_dir, run_dir, steps: int) -> subprocess.Popen:
+    """A 2-process training launch, once it has written its first checkpoint."""
     launch = subprocess.Popen(
-        [*TORCHRUN, "-m", "seqmnist", "train", *options(stripes_dir, 3000), "--out", str(run_dir)],
+        [*TORCHRUN, "-m", "seqmnist", "train", *options(stripes_dir, steps), "--out", str(run_dir)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV,
     )  # fmt: skip
     deadline = time.monotonic() + 120
     while not list((run_dir / "checkpoints").glob("step-*.json")):
         assert time.monotonic() < deadline and launch.poll() is None, launch.communicate()
         time.sleep(0.1)
+    return launch
+
+
+def test_ctrl_c_stops_both_at_one_checkpoint_and_resume_goes_on(stripes_dir, tmp_path):
+    run_dir = tmp_path / "run"
+    launch = launched_to_a_checkpoint(stripes_dir, run_dir, 3000)
     launch.send_signal(signal.SIGINT)  # torchrun passes it to both processes
     _, errors = launch.communicate(timeout=120)
     assert launch.returncode != 0
@@ -99,14 +105,7 @@ def test_ctrl_c_stops_both_at_one_checkpoint_and_resume_goes_on(stripes_dir, tmp
 
 def test_a_rank_that_dies_ends_the_other_in_bounded_time(stripes_dir, tmp_path):
     run_dir = tmp_path / "run"
-    launch = subprocess.Popen(
-        [*TORCHRUN, "-m", "seqmnist", "train", *options(stripes_dir, 100000), "--out", str(run_dir)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV,
-    )  # fmt: skip
-    deadline = time.monotonic() + 120
-    while not list((run_dir / "checkpoints").glob("step-*.json")):
-        assert time.monotonic() < deadline and launch.poll() is None
-        time.sleep(0.1)
+    launch = launched_to_a_checkpoint(stripes_dir, run_dir, 100000)
     children = subprocess.run(["pgrep", "-P", str(launch.pid)], capture_output=True, text=True)
     workers = [int(pid) for pid in children.stdout.split()]
     assert len(workers) == 2

@@ -1,4 +1,8 @@
-"""Answers -> the JSON a client gets (the shapes /openapi.json documents, in schemas.py)."""
+"""Answers -> the JSON a client gets (the shapes /openapi.json documents, in schemas.py).
+
+The answer is made a Prediction (and an Explanation, with steps), so the
+label, the top classes and the steps mean what they mean for `seqmnist predict`.
+"""
 
 from __future__ import annotations
 
@@ -6,37 +10,37 @@ from typing import Any
 
 import numpy as np
 
-from seqmnist.use.explain import STEP_NAMES
+from seqmnist.use.explain import Explanation
+from seqmnist.use.predict import Prediction
 from seqmnist.use.serve.batcher import Answer
 from seqmnist.use.serve.served import ServedRun
 
-TOP = 3
 # The image is for showing: three decimals are finer than any screen's grey levels.
 IMAGE_DECIMALS = 3
 
 
 def prediction_json(run: ServedRun, answer: Answer) -> dict[str, Any]:
     class_names = run.predictor.class_names
-    probabilities = answer.probabilities.tolist()
-    order = np.argsort(answer.probabilities)[::-1][:TOP]
-    index = int(order[0])
+    prediction = Prediction(
+        run.name, tuple(answer.probabilities.tolist()), class_names, answer.image
+    )
     body: dict[str, Any] = {
         "run": run.name,
-        "label": class_names[index],
-        "index": index,
+        "label": prediction.label,
+        "index": prediction.index,
         "class_names": list(class_names),
-        "probabilities": probabilities,
-        "top": [{"label": class_names[i], "probability": probabilities[i]} for i in order],
+        "probabilities": list(prediction.probabilities),
+        "top": [{"label": name, "probability": p} for name, p in prediction.top()],
         # Rounded in float64: a float32 0.897 prints as 0.8970000147819519.
         "image": np.round(answer.image.astype(np.float64), IMAGE_DECIMALS).tolist(),
     }
     if answer.step_probabilities is not None:
         model = run.predictor.model
-        body["steps"] = {
-            "view": model.view.kind,
-            "step_name": STEP_NAMES[model.view.kind],
-            "bidirectional": model.bidirectional,
-            "steps": list(answer.steps),
-            "probabilities": answer.step_probabilities.tolist(),
-        }
+        explanation = Explanation(
+            run.name, model.view.kind, answer.steps, answer.step_probabilities, class_names,
+            model.bidirectional, answer.image,
+        )  # fmt: skip
+        steps = explanation.to_dict()
+        del steps["file"]
+        body["steps"] = {**steps, "step_name": explanation.step_name}
     return body

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from seqmnist.errors import ConfigError
+from seqmnist.model import count_parameters
 from seqmnist.use.explain import STEP_NAMES
 from seqmnist.use.predict import Predictor
 
@@ -35,7 +36,7 @@ class ServedRun:
             "steps": run.model.view.steps,
             "hidden_sizes": list(model.hidden_sizes),
             "bidirectional": model.bidirectional,
-            "parameters": sum(p.numel() for p in run.model.parameters()),
+            "parameters": count_parameters(run.model),
             "image_shape": list(run.info.image_shape),
             "class_names": list(run.info.class_names),
             "test_accuracy": summary.get("test_accuracy"),
