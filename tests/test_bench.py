@@ -73,7 +73,7 @@ def test_both_loops_are_checked_at_the_same_steps_and_the_ratio_matches(stripes_
     ("argv", "complaint"),
     [
         (["--preset", "nosuch"], "unknown preset 'nosuch'"),
-        (["--to-accuracy", "--accuracy-preset", "nosuch"], "unknown preset 'nosuch'"),
+        (["--to-accuracy", "--accuracy-preset", "nosuch"], "unknown preset 'nosuch' and no such"),
         (["--preset", "ref1-stacked"], "the baseline mirrors"),
         (["--steps", "99999999999"], "steps must be at most"),
     ],
@@ -196,3 +196,46 @@ def test_cells_bench_cli_on_mnist_prints_one_json_object(mnist_dir, one_torch_th
         ("lru", "pixels"),
     ]
     assert result.keys() >= RUNTIME - {"python_version"}
+
+
+def test_recipes_from_presets_and_files_are_compared_on_every_seed(
+    stripes_dir, tmp_path, one_torch_thread
+):
+    """Old and new recipes in one command: each trained on each seed, the ratio of their times."""
+    recipe = tmp_path / "wider.toml"
+    recipe.write_text("[model]\nhidden_sizes = [12]\n[train]\nlr = 0.01\nsteps = 20\n")
+    overrides = {"dataset": str(stripes_dir), "validation_size": 100, "device": "cpu"}
+    result = run_benchmark(
+        steps=4, to_accuracy=True, accuracy_presets=("default", str(recipe)),
+        accuracy_seeds=(3, 4), accuracy_steps=None, eval_every=5, overrides=overrides,
+    )  # fmt: skip
+    default, wider = result["recipes"]
+    assert (default["recipe"], wider["recipe"]) == ("default", str(recipe))
+    assert default["seeds"] == wider["seeds"] == [3, 4]
+    assert wider["steps"] == 20  # the file's own budget
+    assert default["train_seconds_vs_first"] == 1.0
+    assert wider["train_seconds_vs_first"] == pytest.approx(
+        wider["train_seconds_mean"] / default["train_seconds_mean"]
+    )
+    # The first recipe's first seed is the run the baseline was compared with.
+    assert default["test_accuracy"][0] == result["test_accuracy"]
+    for recipe_result in (default, wider):
+        accuracies = recipe_result["test_accuracy"]
+        assert recipe_result["test_accuracy_min"] == min(accuracies)
+        assert recipe_result["test_accuracy_mean"] == pytest.approx(sum(accuracies) / 2)
+    # Two seeds are two different runs.
+    assert wider["train_seconds"][0] != wider["train_seconds"][1]
+    table = format_table(result)
+    assert "recipes side by side (seeds 3,4" in table and str(recipe) in table
+
+
+def test_a_recipe_that_is_no_preset_and_no_file_is_one_line(tmp_path, capsys):
+    missing = tmp_path / "gone.toml"
+    argv = ["bench", "--to-accuracy", "--accuracy-preset", "default",
+            "--accuracy-preset", str(missing)]  # fmt: skip
+    assert main(argv) == 2
+    error = capsys.readouterr().err.strip()
+    assert f"config file {missing} does not exist" in error and len(error.splitlines()) == 1
+    with pytest.raises(SystemExit) as exit_info:
+        main(["bench", "--to-accuracy", "--accuracy-seeds", "1,1"])
+    assert exit_info.value.code == 2 and "names a seed twice" in capsys.readouterr().err

@@ -41,6 +41,10 @@ BAD = {
     "bad preset": ('base = "nonesuch"\n', "is not a preset"),
     "bad trials": ("trials = 0\n", "at least 1"),
     "bad option-name value": ("[grid]\nbatch_size = [64, 0]\n", "batch_size"),
+    "required test figure": ("[require]\ntest_accuracy = 0.99\n", "the test set picks nothing"),
+    "required unknown": ("[require]\nspeed = 3\n", "no field a run can be held to"),
+    "required word": ('[require]\nval_accuracy = "high"\n', "must be a finite number"),
+    "require not a table": ("require = 0.99\n", "must be a table"),
 }
 
 
@@ -90,3 +94,14 @@ def test_a_good_spec_reads_as_written(tmp_path):
     config = loaded.config_for({"train.lr": 0.001, "model.readout": "mean"}, seed=4)
     assert (config.train.lr, config.train.seed, config.model.hidden_sizes) == (0.001, 4, (32, 16))
     assert loaded.budget() == 6 and not loaded.is_grid
+
+
+def test_a_bound_is_at_least_for_a_figure_maximised_and_at_most_for_one_minimised():
+    from seqmnist.sweep.spec import shortfalls
+
+    require = {"val_accuracy": 0.99, "train_seconds": 30.0}
+    assert shortfalls(require, {"val_accuracy": 0.995, "train_seconds": 20.0}) == pytest.approx(
+        {"val_accuracy": -0.005, "train_seconds": -10.0}
+    )
+    gaps = shortfalls(require, {"val_accuracy": 0.98, "train_seconds": None})
+    assert gaps["val_accuracy"] == pytest.approx(0.01) and gaps["train_seconds"] == float("inf")

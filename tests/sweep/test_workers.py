@@ -177,3 +177,41 @@ def _table(out) -> str:
     from seqmnist.sweep.table import sweep_rows
 
     return json.dumps(sweep_rows(out))
+
+
+def test_required_bounds_order_the_table_and_decide_the_best(
+    write_spec, tmp_path, capsys, one_torch_thread
+):
+    """The fastest-recipe sweep's form: a metric, and a bound a result must meet to count."""
+    tables = '[grid]\n"model.hidden_sizes" = [[4], [32]]\n[require]\nparams = 1000\n'
+    spec = load_spec(write_spec(tables, seeds=(0,), steps=20, hidden=""))
+    out = tmp_path / "sweep"
+    run_worker(open_study(spec, out), spec, out)
+    rows = json.loads(_table(out))
+    by_size = {row["params"]["model.hidden_sizes"]: row for row in rows}
+    small, large = by_size["4"], by_size["32"]
+    assert small["parameters"] <= 1000 < large["parameters"]
+    assert (small["meets"], large["meets"]) == (True, False)
+    assert rows[0] is not large  # the one that misses comes after, whatever its accuracy
+    assert small["requirements"] == ["params <= 1000"]
+    # Optuna's own best trial is the feasible one too.
+    study = optuna.load_study(study_name="seqmnist-sweep", storage=f"sqlite:///{out}/sweep.db")
+    assert study.best_trial.params["model.hidden_sizes"] == "4"
+    assert main(["sweep", "table", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "params <= 1000" in text.splitlines()[0]
+    assert [line.split()[-1] for line in text.splitlines()[1:]] == ["met", "missed"]
+    best = tmp_path / "best.toml"
+    assert main(["sweep", "best", str(out), "--out", str(best)]) == 0
+    assert "hidden_sizes = [4]" in best.read_text()
+
+
+def test_a_sweep_none_of_whose_runs_meets_the_bound_has_no_best(
+    write_spec, tmp_path, one_error_line, one_torch_thread
+):
+    spec = load_spec(write_spec("[require]\nval_accuracy = 1.5\n", seeds=(0,), steps=5))
+    out = tmp_path / "sweep"
+    run_worker(open_study(spec, out), spec, out)
+    best = tmp_path / "best.toml"
+    one_error_line(["sweep", "best", str(out), "--out", str(best)], "val_accuracy >= 1.5")
+    assert not best.exists()

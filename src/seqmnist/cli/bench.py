@@ -6,7 +6,7 @@ import argparse
 import dataclasses
 import json
 
-from seqmnist.cli.paths import path_argument, positive_int
+from seqmnist.cli.paths import path_argument, positive_int, seed_list
 from seqmnist.config import DEVICES, PRECISIONS
 from seqmnist.errors import ConfigError
 
@@ -44,7 +44,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--to-accuracy", action="store_true",
         help="also time seqmnist and the baseline to 98.5%% and 99.0%% test accuracy",
     )  # fmt: skip
-    parser.add_argument("--accuracy-preset", default="default", help="preset for --to-accuracy")
+    parser.add_argument(
+        "--accuracy-preset", action="append", metavar="PRESET|FILE.toml",
+        help="recipe for --to-accuracy: a preset or a config file (default: default); give it "
+        "again to compare recipes side by side, the first also trained by the baseline",
+    )  # fmt: skip
+    parser.add_argument(
+        "--accuracy-seeds", type=seed_list, metavar="S,S,...",
+        help="train every --to-accuracy recipe once per seed, in turns (default: its own seed)",
+    )  # fmt: skip
     parser.add_argument(
         "--accuracy-steps", type=positive_int,
         help="steps of the --to-accuracy runs (default: their preset's budget)",
@@ -149,7 +157,8 @@ def measure(args: argparse.Namespace) -> dict:
 
     return run_benchmark(
         args.preset, steps=args.steps, to_accuracy=args.to_accuracy,
-        accuracy_preset=args.accuracy_preset, accuracy_steps=args.accuracy_steps,
+        accuracy_presets=tuple(args.accuracy_preset or ("default",)),
+        accuracy_seeds=args.accuracy_seeds, accuracy_steps=args.accuracy_steps,
         eval_every=args.eval_every,
         overrides=_overrides(args, ("data_dir", "device", "precision", "threads", "batch_size")),
     )  # fmt: skip
@@ -177,7 +186,35 @@ def format_table(result: dict) -> str:
     ]
     if "seconds_to_98_5" in result:
         lines += _time_to_accuracy_lines(result)
+    if "recipes" in result:
+        lines += _recipe_lines(result)
     return "\n".join(lines)
+
+
+def _recipe_lines(result: dict) -> list[str]:
+    recipes = result["recipes"]
+    seeds = ",".join(map(str, recipes[0]["seeds"]))
+    width = max(len("recipe"), *(len(recipe["recipe"]) for recipe in recipes)) + 2
+    lines = [
+        f"recipes side by side (seeds {seeds}, taken in turns; each trained to its end by "
+        "seqmnist's trainer, best-validation weights tested):",
+        f"{'recipe':{width}}{'steps':>7}{'test mean':>11}{'test min':>10}{'train s':>9}"
+        f"{'vs first':>10}{'to 99.0%':>10}{'reached':>9}",
+    ]
+    for recipe in recipes:
+        to_99 = recipe["seconds_to_99_0_mean"]
+        lines.append(
+            f"{recipe['recipe']:{width}}{recipe['steps']:>7,}"
+            f"{recipe['test_accuracy_mean']:>11.4f}{recipe['test_accuracy_min']:>10.4f}"
+            f"{recipe['train_seconds_mean']:>9.1f}{recipe['train_seconds_vs_first']:>9.2f}x"
+            f"{'-' if to_99 is None else f'{to_99:.1f} s':>10}"
+            f"{recipe['reached_99_0']:>6} of {len(recipe['seeds'])}"
+        )
+    lines.append(
+        "  (train s: the whole run, checks not timed, mean over seeds; to 99.0%: first "
+        "checked step at 99.0% test accuracy, mean over the seeds that reached it)"
+    )
+    return lines
 
 
 def _time_to_accuracy_lines(result: dict) -> list[str]:

@@ -25,6 +25,21 @@ def positive_int(text: str) -> int:
     return value
 
 
+def seed_list(text: str) -> tuple[int, ...]:
+    """ "0,1,2": distinct seeds, each a whole number the config takes."""
+    from seqmnist.config import MAX_SEED
+
+    parts = [part.strip() for part in text.split(",")]
+    if not all(part.isdigit() for part in parts):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a list of seeds, e.g. 0,1,2")
+    seeds = tuple(int(part) for part in parts)
+    if max(seeds) > MAX_SEED:
+        raise argparse.ArgumentTypeError(f"a seed is at most {MAX_SEED}, got {max(seeds)}")
+    if len(set(seeds)) != len(seeds):
+        raise argparse.ArgumentTypeError(f"{text!r} names a seed twice")
+    return seeds
+
+
 def one_line(text: object) -> str:
     """A message on one line, whatever a file name or value in it holds."""
     return str(text).replace("\r", "\\r").replace("\n", "\\n")

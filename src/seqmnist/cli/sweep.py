@@ -82,6 +82,7 @@ def run_sweep(args: argparse.Namespace) -> int:
     from seqmnist.sweep.spec import load_spec
     from seqmnist.sweep.study import counts, open_study
     from seqmnist.sweep.worker import run_worker
+    from seqmnist.training import StopRequests
 
     # One line per trial says what happened; Optuna's and each epoch's lines would bury it.
     optuna.logging.set_verbosity(optuna.logging.ERROR)
@@ -96,7 +97,11 @@ def run_sweep(args: argparse.Namespace) -> int:
     print(f"sweep {args.out}: up to {spec.budget()} runs, {seeds}, {base}; {spec.metric} {way}",
           flush=True)  # fmt: skip
     try:
-        ran = run_worker(study, spec, args.out, max_trials=args.trials, report=_print_progress)
+        # The command owns the signals: a running trial stops after its checkpoint.
+        with StopRequests() as stop:
+            ran = run_worker(
+                study, spec, args.out, max_trials=args.trials, report=_print_progress, stop=stop
+            )
     except TrainingInterrupted as stopped:
         ignore_stop_signals()  # on the way out: a second signal must not cut the message short
         signal_name = "SIGINT" if stopped.signal_number == signal.SIGINT else "SIGTERM"

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
-from seqmnist.config import RunConfig
+from seqmnist.config import RunConfig, load_toml
 from seqmnist.errors import ConfigError
 from seqmnist.presets.families import FAMILY_PRESETS, PUBLISHED, Published
 from seqmnist.presets.references import REFERENCES
@@ -32,6 +33,19 @@ def get_preset(name: str) -> RunConfig:
     if name not in PRESETS:
         raise ConfigError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
     return PRESETS[name]()
+
+
+def load_recipe(name_or_file: str) -> RunConfig:
+    """A preset by name, or a config file (TOML, or a run's config.json) over ``default``."""
+    if name_or_file in PRESETS:
+        return PRESETS[name_or_file]()
+    path = Path(name_or_file)
+    if path.suffix in (".toml", ".json") or path.exists():
+        return load_toml(path, get_preset("default"))
+    raise ConfigError(
+        f"unknown preset {name_or_file!r} and no such config file; give one of "
+        f"{', '.join(PRESETS)}, or a TOML file"
+    )
 
 
 def recipe_status(config: RunConfig, train_size: int) -> dict[str, Any] | None:
@@ -66,4 +80,4 @@ def recipe_status(config: RunConfig, train_size: int) -> dict[str, Any] | None:
     }
 
 
-__all__ = ["PRESETS", "PUBLISHED", "Published", "get_preset", "recipe_status"]
+__all__ = ["PRESETS", "PUBLISHED", "Published", "get_preset", "load_recipe", "recipe_status"]

@@ -5,6 +5,8 @@
     trials = 24                # the budget in runs; a grid runs each point once per seed
     seeds = [0, 1, 2]
     pruner = "median"          # optional: stop poor runs early (none, median, hyperband)
+    [require]                  # optional: bounds a run must meet to count as a result,
+    val_accuracy = 0.99        #   at least for a field maximised, at most for one minimised
     [fixed]                    # overrides for every trial
     "train.epochs" = 3
     [grid]                     # or [sample]: lists, or {low, high, log, step} ranges
@@ -54,7 +56,7 @@ SAMPLERS = ("tpe", "random")
 # A key of [grid] or [sample] (choices only): the preset each trial starts from.
 PRESET = "preset"
 KEYS = ("base", "config", "metric", "direction", "trials", "seeds", "pruner", "sampler",
-        "fixed", "grid", "sample")  # fmt: skip
+        "require", "fixed", "grid", "sample")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -81,6 +83,8 @@ class SweepSpec:
     fixed: dict[str, Any] = field(default_factory=dict)
     grid: dict[str, tuple[Any, ...]] = field(default_factory=dict)
     sample: dict[str, tuple[Any, ...] | Range] = field(default_factory=dict)
+    # Bounds on summary fields: "the shortest training that reaches 99% validation".
+    require: dict[str, float] = field(default_factory=dict)
 
     @property
     def is_grid(self) -> bool:
@@ -117,7 +121,7 @@ class SweepSpec:
             {
                 "base": self.base.to_dict(), "metric": self.metric, "direction": self.direction,
                 "seeds": self.seeds, "pruner": self.pruner, "sampler": self.sampler,
-                "fixed": self.fixed, "grid": self.grid,
+                "fixed": self.fixed, "grid": self.grid, "require": self.require,
                 "sample": {key: repr(value) for key, value in self.sample.items()},
             },
             sort_keys=True, default=str,
@@ -177,10 +181,50 @@ def parse_spec(values: dict[str, Any], folder: Path = Path(".")) -> SweepSpec:
         base=base, base_name=base_name, metric=metric, direction=direction,
         trials=_trials(values.get("trials"), bool(sample)), seeds=_seeds(values.get("seeds", [0])),
         pruner=_choice(values, "pruner", PRUNERS), sampler=_choice(values, "sampler", SAMPLERS),
-        fixed=fixed, grid=grid, sample=sample,
+        fixed=fixed, grid=grid, sample=sample, require=_require(values.get("require", {})),
     )  # fmt: skip
     _check_configs(spec)
     return spec
+
+
+def _require(table: Any) -> dict[str, float]:
+    if not isinstance(table, dict):
+        raise ConfigError("[require] must be a table of summary fields and their bounds")
+    for name, bound in table.items():
+        if name not in METRICS:
+            hint = " (the test set picks nothing)" if name.startswith("test") else ""
+            raise ConfigError(
+                f"[require] {name!r} is no field a run can be held to{hint}; "
+                f"choose from {', '.join(METRICS)}"
+            )
+        if (
+            isinstance(bound, bool)
+            or not isinstance(bound, (int, float))
+            or not math.isfinite(bound)
+        ):
+            raise ConfigError(f"[require] {name} must be a finite number, got {bound!r}")
+    return {name: float(bound) for name, bound in table.items()}
+
+
+def shortfalls(require: dict[str, float], values: dict[str, Any]) -> dict[str, float]:
+    """How far a run's figures are from each bound: zero or less where one is met.
+
+    A field the sweep would maximise is held to at least its bound (val_accuracy
+    0.99), one it would minimise to at most (train_seconds 30). A missing figure
+    misses by infinity.
+    """
+    gaps = {}
+    for name, bound in require.items():
+        value = values.get(name)
+        if not isinstance(value, (int, float)) or not math.isfinite(value):
+            gaps[name] = math.inf
+        else:
+            gaps[name] = bound - value if METRICS[name] == "maximize" else value - bound
+    return gaps
+
+
+def describe_requirement(name: str, bound: float) -> str:
+    return f"{name} {'>=' if METRICS[name] == 'maximize' else '<='} {bound:g}"
 
 
 def _base(values: dict[str, Any], folder: Path) -> tuple[RunConfig, str]:

@@ -61,6 +61,7 @@ def open_study(spec: SweepSpec, out_dir: Path, storage_url: str | None = None) -
             _enqueue_grid(study, spec)
             study.set_user_attr("fingerprint", spec.fingerprint())
             study.set_user_attr("metric", spec.metric)
+            study.set_user_attr("require", spec.require)
             study.set_user_attr("ready", True)  # joiners wait for this: the grid is all enqueued
     # Where the study lives, for `sweep table DIR` (without a password).
     atomic_write_json(out_dir / INFO_FILE, {"storage": _without_password(url), "study": STUDY_NAME})

@@ -30,9 +30,9 @@ from optuna.trial import TrialState
 
 from seqmnist.errors import SeqmnistError, TrainingInterrupted
 from seqmnist.runs import SUMMARY_FILE, holds_run
-from seqmnist.sweep.spec import Range, SweepSpec
+from seqmnist.sweep.spec import Range, SweepSpec, describe_requirement, shortfalls
 from seqmnist.sweep.study import counts, enqueue_retry
-from seqmnist.training import StopTraining
+from seqmnist.training import StopRequests, StopTraining
 from seqmnist.training import train as train_config
 
 log = logging.getLogger(__name__)
@@ -63,8 +63,12 @@ class Progress:
 def run_worker(
     study: optuna.Study, spec: SweepSpec, out_dir: Path, max_trials: int | None = None,
     report: Callable[[Progress], None] = lambda progress: None,
+    stop: StopRequests | None = None,
 ) -> int:  # fmt: skip
     """Run trials until the sweep's budget is spent (or ``max_trials`` here); returns how many.
+
+    ``stop`` (a ``StopRequests`` the caller entered) ends the running trial after
+    a checkpoint, or, asked between trials, ends the worker before the next one.
 
     Deciding that work is left and taking a trial happen under one lock, which
     the trial lets go of as soon as it is taken: two workers on this machine
@@ -78,12 +82,14 @@ def run_worker(
         retry_abandoned(study)
     done = 0
     while max_trials is None or done < max_trials:
+        if stop is not None and stop.received:
+            raise TrainingInterrupted(f"stopped by {stop.name} between trials", stop.received)
         taking.acquire()
         if not _work_left(study, spec):
             taking.release()
             break
         study.optimize(
-            lambda trial: _objective(trial, spec, out_dir, taken=taking.release), n_trials=1,
+            lambda trial: _objective(trial, spec, out_dir, taking.release, stop), n_trials=1,
             catch=(TrialFailed,), callbacks=[lambda study, trial: _after(study, trial, spec, report)],
             gc_after_trial=False, show_progress_bar=False,
         )  # fmt: skip
@@ -178,8 +184,9 @@ def _sampled_anew(trial: optuna.trial.FrozenTrial) -> bool:
 
 
 def _objective(
-    trial: optuna.Trial, spec: SweepSpec, out_dir: Path, taken: Callable[[], None]
-) -> float:
+    trial: optuna.Trial, spec: SweepSpec, out_dir: Path, taken: Callable[[], None],
+    stop: StopRequests | None,
+) -> float:  # fmt: skip
     taken()  # the trial is this worker's: the next worker may take one
     if spec.is_grid and "seed" not in trial.user_attrs:
         # Every grid run is enqueued: a trial that is none of them came from a queue that
@@ -197,9 +204,9 @@ def _objective(
     trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
     try:
         # In the try: sampled values valid one by one may not be together (r_min > r_max).
-        summary = _train(trial, spec.config_for(params, seed), run_dir, spec)
-    except TrainingInterrupted as stop:
-        _stopped(trial, params, "SIGINT" if stop.signal_number == 2 else "SIGTERM")
+        summary = _train(trial, spec.config_for(params, seed), run_dir, spec, stop)
+    except TrainingInterrupted as interrupted:
+        _stopped(trial, params, "SIGINT" if interrupted.signal_number == 2 else "SIGTERM")
         raise  # the worker stops, and its trial runs again from its checkpoint
     except SeqmnistError as error:
         trial.set_user_attr("failure", str(error))
@@ -217,6 +224,9 @@ def _objective(
     if "stopped" in summary:
         trial.set_user_attr("stopped", summary["stopped"]["reason"])
         raise optuna.TrialPruned(summary["stopped"]["reason"])
+    # Optuna's samplers steer away from, and best_trial passes over, a run that misses.
+    for name, gap in shortfalls(spec.require, summary).items():
+        trial.set_constraint(name, gap)
     return float(summary[spec.metric])
 
 
@@ -226,15 +236,18 @@ def _stopped(trial: optuna.Trial, params: dict[str, Any], why: str) -> None:
     enqueue_retry(trial.study, params, trial.user_attrs, trial.number, f"stopped by {why}")
 
 
-def _train(trial: optuna.Trial, config, run_dir: Path, spec: SweepSpec) -> dict[str, Any]:
+def _train(
+    trial: optuna.Trial, config, run_dir: Path, spec: SweepSpec, stop: StopRequests | None
+) -> dict[str, Any]:
     if (run_dir / SUMMARY_FILE).is_file():  # finished before its worker was stopped
         return json.loads((run_dir / SUMMARY_FILE).read_text())
     # Always reported: the study's pruner decides (spec.pruner "none" never prunes).
     callbacks = (_pruning_callback(trial, spec),)
     # A retried trial goes on from its newest checkpoint (from step 0 if it had none).
     result = train_config(
-        config, run_dir, progress=False, callbacks=callbacks, resume=holds_run(run_dir)
-    )
+        config, run_dir, progress=False, callbacks=callbacks, resume=holds_run(run_dir),
+        stop=stop,
+    )  # fmt: skip
     return result.summary
 
 
@@ -288,6 +301,12 @@ def _after(study, trial, spec: SweepSpec, report) -> None:
         best = (study.best_trial.number, study.best_value)
     value = trial.value if trial.state == TrialState.COMPLETE else None
     detail = trial.user_attrs.get("failure") or trial.user_attrs.get("stopped") or ""
+    if value is not None:
+        missed = [name for name, gap in trial.constraints.items() if gap > 0]
+        detail = ", ".join(
+            f"misses {describe_requirement(name, spec.require[name])}: {trial.user_attrs.get(name)}"
+            for name in missed
+        )
     report(Progress(
         trial.number, dict(trial.params), trial.user_attrs.get("seed"),
         {"COMPLETE": "complete", "PRUNED": "pruned"}.get(trial.state.name, "failed"),
