@@ -17,7 +17,7 @@ from seqmnist.evaluation import DeviceSplit, Evaluation, evaluate
 from seqmnist.presets import get_preset
 from seqmnist.runs import load_run, read_config, repair_hint, run_split
 from seqmnist.runtime import Runtime
-from seqmnist.training import TrainResult
+from seqmnist.training import StopRequests, TrainResult
 from seqmnist.training import train as _train_config
 
 
@@ -33,23 +33,27 @@ def train(
     progress: bool | None = None,
     overwrite: bool = False,
     runtime: Runtime | None = None,
+    stop: StopRequests | None = None,
     **overrides: Any,
 ) -> TrainResult:
     """Train a preset (by name) or a RunConfig, with optional field overrides.
 
     An ``out_dir`` that already holds a run is refused unless ``overwrite``.
     ``runtime`` defaults to what the configuration asks for on this machine.
+    Signals keep their usual effect unless the caller passes ``stop``, a
+    ``StopRequests`` it has entered: then Ctrl-C ends the run after a checkpoint.
     """
     base = get_preset(config) if isinstance(config, str) else config
     return _train_config(
         apply_overrides(base, overrides), out_dir, progress=progress, overwrite=overwrite,
-        runtime=runtime,
+        runtime=runtime, stop=stop,
     )  # fmt: skip
 
 
 def resume(
-    run_dir: Path | str, *, data_dir: str | None = None, progress: bool | None = None
-) -> TrainResult:
+    run_dir: Path | str, *, data_dir: str | None = None, progress: bool | None = None,
+    stop: StopRequests | None = None,
+) -> TrainResult:  # fmt: skip
     """Continue a stopped run from its newest intact checkpoint, as if it had never stopped.
 
     The settings are those in its config.json; only where the data lives may change.
@@ -57,7 +61,7 @@ def resume(
     config = read_config(Path(run_dir))
     if data_dir is not None:
         config = apply_overrides(config, {"data_dir": data_dir})
-    return _train_config(config, run_dir, progress=progress, resume=True)
+    return _train_config(config, run_dir, progress=progress, resume=True, stop=stop)
 
 
 def evaluate_run(

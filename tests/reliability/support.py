@@ -10,6 +10,7 @@ from pathlib import Path
 
 from seqmnist.api import make_config
 from seqmnist.runs import read_config
+from seqmnist.training import StopRequests, train
 from seqmnist.training.checkpoint import CheckpointStore
 
 # 500 training images / batch 32 = 15 steps per epoch.
@@ -62,3 +63,9 @@ def signal_at(step: int, number: int = signal.SIGINT):
             os.kill(os.getpid(), number)
 
     return callback
+
+
+def train_as_the_cli_does(*args, **kwargs):
+    """train() with SIGINT and SIGTERM held for it, as `seqmnist train` holds them."""
+    with StopRequests() as stop:
+        return train(*args, stop=stop, **kwargs)

@@ -8,7 +8,7 @@ import sys
 import time
 
 import pytest
-from support import records, signal_at, store, tiny_config
+from support import records, signal_at, store, tiny_config, train_as_the_cli_does
 
 import seqmnist.training.checkpoint as checkpoint_module
 from seqmnist.cli import main
@@ -90,8 +90,8 @@ def test_a_second_signal_during_the_save_changes_nothing(stripes_dir, tmp_path, 
     monkeypatch.setattr(checkpoint_module, "atomic_write_bytes", write_then_signal)
     before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
     with pytest.raises(TrainingInterrupted, match="SIGINT at step 6;") as stopped:
-        train(tiny_config(stripes_dir, steps=20), tmp_path / "run", progress=False,
-              callbacks=(signal_at(6),))  # fmt: skip
+        train_as_the_cli_does(tiny_config(stripes_dir, steps=20), tmp_path / "run",
+                              progress=False, callbacks=(signal_at(6),))  # fmt: skip
     assert stopped.value.exit_code == 130
     assert written[-2:] == ["step-00000006.safetensors", "step-00000006.json"]
     assert store(tmp_path / "run").latest().step == 6
@@ -99,6 +99,37 @@ def test_a_second_signal_during_the_save_changes_nothing(stripes_dir, tmp_path, 
     assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
 
 
-def test_without_a_run_directory_signals_keep_their_usual_effect(stripes_dir):
+def test_the_library_leaves_the_signals_to_their_owner(stripes_dir, tmp_path):
+    """train() installs no handlers: without a StopRequests, Ctrl-C is Python's own."""
+    seen = []
+
+    def look(record: dict) -> None:
+        seen.append((signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)))
+
+    before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    train(tiny_config(stripes_dir, steps=6), tmp_path / "run", progress=False, callbacks=(look,))
+    assert seen and set(seen) == {before}
     with pytest.raises(KeyboardInterrupt):
-        train(tiny_config(stripes_dir, steps=20), None, progress=False, callbacks=(signal_at(6),))
+        train(tiny_config(stripes_dir, steps=20), tmp_path / "again", progress=False,
+              callbacks=(signal_at(6),))  # fmt: skip
+
+
+def test_a_stop_asked_from_another_thread_ends_a_run_that_has_no_folder(stripes_dir):
+    """Two runs can share a process: one is stopped by request, with no signal at all."""
+    import threading
+
+    from seqmnist.training import StopRequests
+
+    stop = StopRequests()
+    asked = []
+
+    def ask(record: dict) -> None:
+        if record["step"] == 6 and not asked:
+            asker = threading.Thread(target=stop.request)
+            asker.start()
+            asker.join()
+            asked.append(True)
+
+    with pytest.raises(TrainingInterrupted, match="SIGINT at step 6; the run had no folder"):
+        train(tiny_config(stripes_dir, steps=20), None, progress=False, callbacks=(ask,),
+              stop=stop)  # fmt: skip

@@ -4,7 +4,15 @@ import json
 import signal
 
 import pytest
-from support import STEPS_PER_EPOCH, records, sha256, signal_at, store, tiny_config
+from support import (
+    STEPS_PER_EPOCH,
+    records,
+    sha256,
+    signal_at,
+    store,
+    tiny_config,
+    train_as_the_cli_does,
+)
 
 from seqmnist.cli import main
 from seqmnist.errors import RunError, TrainingInterrupted
@@ -40,7 +48,7 @@ def test_resumed_run_equals_the_uninterrupted_run(stripes_dir, tmp_path, stop):
     whole = train(config, tmp_path / "whole", progress=False)
 
     with pytest.raises((TrainingInterrupted, Crash)):
-        train(config, tmp_path / "parts", progress=False, callbacks=(callback,))
+        train_as_the_cli_does(config, tmp_path / "parts", progress=False, callbacks=(callback,))
     assert store(tmp_path / "parts").latest().step == resume_step
     resumed = train(config, tmp_path / "parts", progress=False, resume=True)
 
@@ -64,8 +72,8 @@ def test_resume_of_a_finished_run_rewrites_the_same_result(stripes_dir, tmp_path
 def test_the_cli_resumes_and_only_lets_the_data_folder_change(stripes_dir, tmp_path, capsys):
     run_dir = tmp_path / "run"
     with pytest.raises(TrainingInterrupted):
-        train(tiny_config(stripes_dir, steps=20), run_dir, progress=False,
-              callbacks=(signal_at(6, signal.SIGTERM),))  # fmt: skip
+        train_as_the_cli_does(tiny_config(stripes_dir, steps=20), run_dir, progress=False,
+                              callbacks=(signal_at(6, signal.SIGTERM),))  # fmt: skip
 
     assert main(["train", "--resume", str(run_dir), "--lr", "0.5", "--epochs", "3"]) == 2
     error = capsys.readouterr().err

@@ -27,7 +27,7 @@ from seqmnist.errors import ConfigError, RunError, TrainingInterrupted
 from seqmnist.presets import get_preset
 
 if typing.TYPE_CHECKING:  # the training modules load torch: imported only when training
-    from seqmnist.training import TrainResult
+    from seqmnist.training import StopRequests, TrainResult
 
 # What may still change when a run is resumed: where its data lives, and the display.
 RESUME_OPTIONS = ("data_dir",)
@@ -142,8 +142,10 @@ def run(args: argparse.Namespace) -> int:
     if not args.json and environment_ranks().is_main:  # --json: stdout holds the summary alone
         print(f"training {config.name} -> {out}")
     return _report(
-        lambda: train(config, out, progress=args.progress, overwrite=args.overwrite), out, args
-    )
+        lambda stop: train(
+            config, out, progress=args.progress, overwrite=args.overwrite, stop=stop
+        ), out, args,
+    )  # fmt: skip
 
 
 def _resume(args: argparse.Namespace) -> int:
@@ -179,15 +181,24 @@ def _resume(args: argparse.Namespace) -> int:
     if not args.json and environment_ranks().is_main:
         print(f"resuming {name} in {args.resume}")
     return _report(
-        lambda: resume(args.resume, data_dir=args.data_dir, progress=args.progress),
+        lambda stop: resume(
+            args.resume, data_dir=args.data_dir, progress=args.progress, stop=stop
+        ),
         args.resume, args,
     )  # fmt: skip
 
 
-def _report(train: Callable[[], TrainResult], out: Path, args: argparse.Namespace) -> int:
+def _report(
+    train: Callable[[StopRequests], TrainResult], out: Path, args: argparse.Namespace
+) -> int:
     """Run ``train``; print its summary, or how to go on if a signal stopped it."""
+    from seqmnist.training import StopRequests
+
     try:
-        result = train()
+        # The command, not the library, owns the process's signals: while training,
+        # SIGINT and SIGTERM ask the loop to finish its step and checkpoint.
+        with StopRequests() as stop:
+            result = train(stop)
     except TrainingInterrupted as stopped:
         ignore_stop_signals()  # on the way out: a second signal must not cut the message short
         if environment_ranks().is_main:  # under torchrun, one line for all

@@ -1,4 +1,9 @@
-"""SIGINT and SIGTERM during training: finish the step, save, then stop."""
+"""SIGINT and SIGTERM during training: finish the step, save, then stop.
+
+The library installs no signal handlers of its own: a process's handlers are
+its owner's. The CLI (or any program that wants the same) enters a
+``StopRequests`` and hands it to ``train(stop=...)``; the loop only reads it.
+"""
 
 from __future__ import annotations
 
@@ -17,8 +22,8 @@ class StopRequests:
 
     A second signal changes nothing (a checkpoint being written is never cut
     short). The previous handlers come back on exit. Signal handlers can only
-    be set from the main thread; elsewhere (or with ``enabled`` false) this does
-    nothing and the signals keep their usual effect.
+    be set from the main thread; elsewhere (or with ``enabled`` false) entering
+    installs nothing, and ``request`` is the way to ask a run to stop.
     """
 
     def __init__(self, enabled: bool = True) -> None:
@@ -42,6 +47,10 @@ class StopRequests:
         for number, handler in self._previous.items():
             signal.signal(number, handler)
         self._previous = {}
+
+    def request(self, number: int = signal.SIGINT) -> None:
+        """Ask the run to stop as that signal would (from another thread, say)."""
+        self._handle(number, None)
 
     @property
     def name(self) -> str:

@@ -6,6 +6,7 @@ import copy
 import dataclasses
 import logging
 import shlex
+import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -47,7 +48,7 @@ class TrainingLoop:
     def __init__(
         self, config: TrainConfig, runtime: Runtime, model, train_split: DeviceSplit,
         val_split: DeviceSplit, num_classes: int, total_steps: int, log,
-        checkpoints: CheckpointStore | None = None,
+        checkpoints: CheckpointStore | None = None, stop: StopRequests | None = None,
     ):  # fmt: skip
         self.config = config
         self.runtime = runtime
@@ -82,7 +83,7 @@ class TrainingLoop:
         self.epoch_loss_sum = torch.zeros((), device=self.device)
         self.epoch_order_state = self.order_generator.get_state()
         self.checkpoints = checkpoints
-        self.stop_requests = StopRequests(enabled=checkpoints is not None)
+        self.stop_requests = stop
         self.saved_step: int | None = None
         self.last_checkpoint: Path | None = None
         # Every loss up to checked_step is known finite; all_finite covers the later ones.
@@ -101,9 +102,8 @@ class TrainingLoop:
     def run(self) -> None:
         self.model.train()
         self.run_started = time.perf_counter()
-        with self.stop_requests:
-            while self.step < self.total_steps and self.stopped is None:
-                self._run_epoch()
+        while self.step < self.total_steps and self.stopped is None:
+            self._run_epoch()
 
     @property
     def stopped(self) -> dict[str, Any] | None:
@@ -249,16 +249,22 @@ class TrainingLoop:
 
     def _stop_if_requested(self) -> None:
         # Every process stops at the same step, whichever of them had the signal.
-        received = all_max(self.stop_requests.received or 0, self.ranks, self.device)
+        mine = self.stop_requests.received if self.stop_requests is not None else None
+        received = all_max(mine or 0, self.ranks, self.device)
         if not received:
             return
-        self.stop_requests.received = received
+        name = signal.Signals(received).name
+        if self.checkpoints is None:
+            raise TrainingInterrupted(
+                f"interrupted by {name} at step {self.step}; the run had no folder, so "
+                "nothing was saved", received,
+            )  # fmt: skip
         self._save_checkpoint()
         run_dir = shlex.quote(str(self.checkpoints.run_dir))
         raise TrainingInterrupted(
-            f"interrupted by {self.stop_requests.name} at step {self.step}; checkpoint "
+            f"interrupted by {name} at step {self.step}; checkpoint "
             f"{self.last_checkpoint} written; resume with: seqmnist train --resume {run_dir}",
-            self.stop_requests.received,
+            received,
         )
 
     def state(self) -> dict[str, Any]:

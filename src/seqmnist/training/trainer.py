@@ -35,6 +35,7 @@ from seqmnist.runs import (
 )
 from seqmnist.runtime import Runtime
 from seqmnist.training.checkpoint import CheckpointStore
+from seqmnist.training.interrupts import StopRequests
 from seqmnist.training.loop import TrainingLoop
 from seqmnist.training.progress import (
     TENSORBOARD_DIR,
@@ -88,11 +89,15 @@ def train(
     overwrite: bool = False,
     model: nn.Module | None = None,
     runtime: Runtime | None = None,
+    stop: StopRequests | None = None,
 ) -> TrainResult:
     """Train ``config``; with ``out_dir``, write the run there. Returns the best-validation model.
 
     With ``out_dir``, the training state is checkpointed (every ``checkpoint_every``
-    steps and at each epoch end) and SIGINT/SIGTERM stop it after a checkpoint.
+    steps and at each epoch end). ``stop``, a ``StopRequests`` the caller has
+    entered (it holds SIGINT and SIGTERM; ``train`` installs no handlers of its
+    own), ends training after the step it was asked in, with a checkpoint, as
+    TrainingInterrupted.
     ``resume`` continues the run in ``out_dir`` from its newest intact checkpoint;
     the result is the same as if it had never stopped. A folder that already holds
     files is refused unless ``overwrite`` is set and it holds a run, which is then
@@ -145,7 +150,7 @@ def train(
     try:
         loop = TrainingLoop(
             config.train, runtime, model, train_split, val_split, info.num_classes, total_steps,
-            log, checkpoints,
+            log, checkpoints, stop,
         )  # fmt: skip
         if start is not None:
             loop.restore(start)
