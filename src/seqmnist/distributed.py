@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime
 import os
+import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -58,6 +59,13 @@ def join(ranks: Ranks, device: torch.device) -> None:
         dist.init_process_group(backend, timeout=TIMEOUT)
 
 
+def leave_process_group() -> None:
+    """Leave the process group if this process joined one (torch is not imported for it)."""
+    dist = sys.modules.get("torch.distributed")
+    if dist is not None and dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
 def all_sum(tensor: torch.Tensor, ranks: Ranks) -> torch.Tensor:
     """The sum of ``tensor`` over every rank (itself where there is one process)."""
     if ranks.distributed:
@@ -67,16 +75,47 @@ def all_sum(tensor: torch.Tensor, ranks: Ranks) -> torch.Tensor:
     return tensor
 
 
-def all_max(value: int, ranks: Ranks, device: torch.device) -> int:
-    """The largest of one integer per rank: a stop signal that any rank received."""
+def all_max(values: list[int], ranks: Ranks, device: torch.device) -> list[int]:
+    """Each of ``values``' largest over every rank: a stop that any rank was asked for."""
     if not ranks.distributed:
-        return value
+        return values
     import torch
     import torch.distributed as dist
 
-    tensor = torch.tensor([value], device=device)
+    tensor = torch.tensor(values, device=device)
     dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
-    return int(tensor.item())
+    return [int(value) for value in tensor.tolist()]
+
+
+def broadcast(value: object, ranks: Ranks) -> object:
+    """Rank 0's ``value``, on every rank (a plain object: pickled on the way)."""
+    if not ranks.distributed:
+        return value
+    import torch.distributed as dist
+
+    holder = [value]
+    dist.broadcast_object_list(holder, src=0)
+    return holder[0]
+
+
+def gather(value: object, ranks: Ranks) -> list[object]:
+    """Every rank's ``value``, in rank order, on every rank."""
+    if not ranks.distributed:
+        return [value]
+    import torch.distributed as dist
+
+    values: list[object] = [None] * ranks.world_size
+    dist.all_gather_object(values, value)
+    return values
+
+
+def rank_seed(seed: int, rank: int) -> int:
+    """The seed of a rank's own random draws (dropout): rank 0 keeps the run's seed.
+
+    Each process draws dropout masks for its own slice of the batch; with one
+    seed for all, every slice would get the same masks.
+    """
+    return seed if rank == 0 else (seed + 0x9E3779B97F4A7C15 * rank) % 2**63
 
 
 def barrier(ranks: Ranks) -> None:

@@ -1,5 +1,6 @@
 """Small sweeps over the stripes dataset: runs of a second or so each."""
 
+import os
 import subprocess
 import sys
 import time
@@ -38,12 +39,14 @@ def write_spec(stripes_dir, tmp_path):
     return write
 
 
+ENV_ONE_THREAD = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
 def worker(spec: Path, out: Path, *options: str) -> subprocess.Popen:
     """`seqmnist sweep run` as its own process, one torch thread (two share 2 cores)."""
     return subprocess.Popen(
         [sys.executable, "-m", "seqmnist", "sweep", "run", str(spec), "--out", str(out), *options],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env={**__import__("os").environ, "OMP_NUM_THREADS": "1"},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV_ONE_THREAD,
     )  # fmt: skip
 
 

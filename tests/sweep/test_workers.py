@@ -2,6 +2,7 @@
 
 import json
 import signal
+from pathlib import Path
 
 import optuna
 import pytest
@@ -12,6 +13,7 @@ from seqmnist.sweep.spec import load_spec
 from seqmnist.sweep.study import open_study
 from seqmnist.sweep.worker import run_worker
 
+GRID_ONE = '[grid]\n"train.lr" = [0.01]\n'
 COMPLETE, FAIL, PRUNED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL,
                           optuna.trial.TrialState.PRUNED)  # fmt: skip
 
@@ -215,3 +217,14 @@ def test_a_sweep_none_of_whose_runs_meets_the_bound_has_no_best(
     best = tmp_path / "best.toml"
     one_error_line(["sweep", "best", str(out), "--out", str(best)], "val_accuracy >= 1.5")
     assert not best.exists()
+
+
+def test_a_sweep_folder_moved_elsewhere_still_reads(write_spec, tmp_path, one_torch_thread):
+    import shutil
+
+    spec = load_spec(write_spec(GRID_ONE, seeds=(0,), steps=5))
+    out = tmp_path / "sweep"
+    run_worker(open_study(spec, out), spec, out)
+    moved = Path(shutil.move(out, tmp_path / "elsewhere"))
+    rows = json.loads(_table(moved))
+    assert [row["seeds"] for row in rows] == [1]

@@ -12,6 +12,7 @@ import sys
 import time
 
 import pytest
+import torch
 from safetensors.torch import load_file
 
 from seqmnist.api import evaluate_run
@@ -129,3 +130,61 @@ def test_a_batch_that_does_not_split_is_refused(stripes_dir, tmp_path):
     assert refused.stderr.splitlines()[0].startswith("seqmnist: error: the batch of 33")
     assert "does not split evenly over 2 processes" in refused.stderr
     assert "seqmnist/training" not in refused.stderr  # no traceback through seqmnist's code
+
+
+STOP_AT_STEP_20 = """
+import sys
+import torch
+from seqmnist.api import make_config
+from seqmnist.distributed import environment_ranks, leave_process_group
+from seqmnist.errors import TrainingInterrupted
+from seqmnist.training import StopRequests, train
+
+config = make_config(
+    "default", dataset=sys.argv[1], validation_size=100, hidden_sizes="16", steps=40,
+    batch_size=32, eval_batch_size=64, checkpoint_every=10, device="cpu", threads=1,
+    dropout=0.3, readout="mean", log_every=5,
+)
+stop = StopRequests()
+
+def ask(record):
+    if record["step"] == 5:  # where each rank's dropout draws stand
+        rank = environment_ranks().rank
+        torch.save(torch.get_rng_state(), f"{sys.argv[2]}-rng-{rank}.pt")
+    if environment_ranks().rank == 0 and record["step"] == 20:
+        stop.request()
+
+try:
+    train(config, sys.argv[2], progress=False, callbacks=(ask,), stop=stop)
+except TrainingInterrupted as stopped:
+    print(stopped)
+finally:
+    leave_process_group()
+"""
+
+
+def test_with_dropout_a_resumed_launch_equals_one_that_never_stopped(stripes_dir, tmp_path):
+    """Each rank keeps its own dropout state in the checkpoint, so a resume goes on exactly."""
+    whole, parts = tmp_path / "whole", tmp_path / "parts"
+    extra = ("--dropout", "0.3", "--readout", "mean", "--log-every", "5")
+    uninterrupted = train([*TORCHRUN, "-m", "seqmnist", "train",
+                           *options(stripes_dir, 40, *extra), "--out", str(whole)])  # fmt: skip
+    assert uninterrupted.returncode == 0, uninterrupted.stderr
+    script = tmp_path / "stop.py"
+    script.write_text(STOP_AT_STEP_20)
+    stopped = train([*TORCHRUN, str(script), str(stripes_dir), str(parts)])
+    assert stopped.returncode == 0, stopped.stderr
+    assert "at step 20" in stopped.stdout and not (parts / "summary.json").exists()
+    # Each process draws its own dropout masks for its own slice of the batch.
+    states = [torch.load(f"{parts}-rng-{rank}.pt") for rank in (0, 1)]
+    assert not torch.equal(*states)
+    resumed = train([*TORCHRUN, "-m", "seqmnist", "train", "--resume", str(parts), "--no-progress"])
+    assert resumed.returncode == 0, resumed.stderr
+
+    # The saved weights are the best validation's (maybe from before the stop): the
+    # losses after it say whether every rank went on with its own draws.
+    def losses(run_dir):
+        return [(r["step"], r.get("loss"), r.get("val_loss")) for r in records(run_dir)]
+
+    assert losses(parts) == losses(whole)
+    assert [step for step, loss, _ in losses(parts) if loss is not None][-4:] == [25, 30, 35, 40]

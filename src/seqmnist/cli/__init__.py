@@ -37,6 +37,7 @@ from seqmnist.cli.startup import (
     restore_stop_signal_handlers,
     stop_signal_handlers,
 )
+from seqmnist.distributed import leave_process_group
 from seqmnist.errors import SeqmnistError
 from seqmnist.version import package_version
 
@@ -111,6 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 1
     finally:
+        leave_process_group()  # under torchrun: its threads end before the interpreter does
         restore_stop_signal_handlers(saved_handlers)
 
 

@@ -8,6 +8,7 @@ import sys
 
 from seqmnist.cli.paths import path_argument, positive_int
 from seqmnist.cli.startup import ignore_stop_signals, signals_held
+from seqmnist.distributed import environment_ranks
 from seqmnist.errors import ConfigError
 
 STORAGE_HELP = (
@@ -89,6 +90,9 @@ def run_sweep(args: argparse.Namespace) -> int:
     logging.getLogger("seqmnist.train").setLevel(logging.WARNING)
 
     spec = load_spec(args.spec)  # the whole spec is checked before any trial starts
+    ranks = environment_ranks()
+    if ranks.distributed:
+        return _run_distributed(args, spec, ranks)
     study = open_study(spec, args.out, args.storage)
     presets = "preset" in spec.grid or "preset" in spec.sample
     base = "each on its own preset" if presets else f"on {spec.base_name}"
@@ -113,6 +117,40 @@ def run_sweep(args: argparse.Namespace) -> int:
         f"{state['pruned']} pruned, {state['fail']} failed, {state['running']} running, "
         f"{state['waiting']} waiting; see it with: seqmnist sweep table {args.out}"
     )
+    return 0
+
+
+def _run_distributed(args: argparse.Namespace, spec, ranks) -> int:
+    """One worker as a torchrun job: rank 0 takes the trials, every rank trains each."""
+    import logging
+
+    from seqmnist.errors import TrainingInterrupted
+    from seqmnist.runtime import Runtime
+    from seqmnist.sweep.study import open_study
+    from seqmnist.sweep.worker import follow_trials, run_worker
+    from seqmnist.training import StopRequests
+
+    if not ranks.is_main:
+        logging.getLogger("seqmnist").setLevel(logging.ERROR)
+    Runtime.for_training(spec.base.train)  # joins the job's process group
+    try:
+        with StopRequests() as stop:
+            if not ranks.is_main:
+                follow_trials(stop, ranks)
+                return 0
+            study = open_study(spec, args.out, args.storage)
+            print(f"sweep {args.out}: a torchrun job of {ranks.world_size} processes trains "
+                  "each trial", flush=True)  # fmt: skip
+            ran = run_worker(study, spec, args.out, max_trials=args.trials,
+                             report=_print_progress, stop=stop, ranks=ranks)  # fmt: skip
+    except TrainingInterrupted as stopped:
+        ignore_stop_signals()
+        if ranks.is_main:
+            signal_name = "SIGINT" if stopped.signal_number == signal.SIGINT else "SIGTERM"
+            print(f"seqmnist: interrupted by {signal_name}; {_next_step(args)}", file=sys.stderr)
+        return stopped.exit_code
+    print(f"this torchrun worker ran {ran} trials; see the sweep with: "
+          f"seqmnist sweep table {args.out}")  # fmt: skip
     return 0
 
 

@@ -63,8 +63,10 @@ def open_study(spec: SweepSpec, out_dir: Path, storage_url: str | None = None) -
             study.set_user_attr("metric", spec.metric)
             study.set_user_attr("require", spec.require)
             study.set_user_attr("ready", True)  # joiners wait for this: the grid is all enqueued
-    # Where the study lives, for `sweep table DIR` (without a password).
-    atomic_write_json(out_dir / INFO_FILE, {"storage": _without_password(url), "study": STUDY_NAME})
+    # Where the study lives, for `sweep table DIR` (without a password); none where it is
+    # the folder's own sweep.db, so the folder can be moved or copied and still read.
+    shared = _without_password(storage_url) if storage_url else None
+    atomic_write_json(out_dir / INFO_FILE, {"storage": shared, "study": STUDY_NAME})
     return study
 
 

@@ -8,6 +8,10 @@ that fails for its own reasons (diverged, out of memory) is failed with the
 reason and the sweep goes on. A pruned run stops cleanly and stays a
 finished run folder. Many workers can share the study: each takes waiting
 trials, which the storage hands out exactly once.
+
+A worker can be a torchrun job: its rank 0 talks to the study and hands each
+trial's configuration to the other ranks (``follow_trials``), and all of them
+train it together as one run.
 """
 
 from __future__ import annotations
@@ -28,6 +32,8 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
+from seqmnist.config import RunConfig
+from seqmnist.distributed import ONE_PROCESS, Ranks, broadcast
 from seqmnist.errors import SeqmnistError, TrainingInterrupted
 from seqmnist.runs import SUMMARY_FILE, holds_run
 from seqmnist.sweep.spec import Range, SweepSpec, describe_requirement, shortfalls
@@ -63,12 +69,13 @@ class Progress:
 def run_worker(
     study: optuna.Study, spec: SweepSpec, out_dir: Path, max_trials: int | None = None,
     report: Callable[[Progress], None] = lambda progress: None,
-    stop: StopRequests | None = None,
+    stop: StopRequests | None = None, ranks: Ranks = ONE_PROCESS,
 ) -> int:  # fmt: skip
     """Run trials until the sweep's budget is spent (or ``max_trials`` here); returns how many.
 
     ``stop`` (a ``StopRequests`` the caller entered) ends the running trial after
     a checkpoint, or, asked between trials, ends the worker before the next one.
+    Under torchrun this runs on rank 0, the other ranks in ``follow_trials``.
 
     Deciding that work is left and taking a trial happen under one lock, which
     the trial lets go of as soon as it is taken: two workers on this machine
@@ -89,13 +96,32 @@ def run_worker(
             taking.release()
             break
         study.optimize(
-            lambda trial: _objective(trial, spec, out_dir, taking.release, stop), n_trials=1,
+            lambda trial: _objective(trial, spec, out_dir, taking.release, stop, ranks),
+            n_trials=1,
             catch=(TrialFailed,), callbacks=[lambda study, trial: _after(study, trial, spec, report)],
             gc_after_trial=False, show_progress_bar=False,
         )  # fmt: skip
         taking.release()  # (already let go of, unless the trial never began)
         done += 1
+    broadcast(None, ranks)  # the other ranks of a torchrun job: no more trials
     return done
+
+
+def follow_trials(stop: StopRequests | None, ranks: Ranks) -> int:
+    """A torchrun job's rank other than 0: train each trial rank 0 hands out, with it."""
+    followed = 0
+    while (job := broadcast(None, ranks)) is not None:
+        config = RunConfig.from_dict(job["config"])
+        try:
+            train_config(
+                config, Path(job["run_dir"]), progress=False, resume=job["resume"], stop=stop
+            )
+        except TrainingInterrupted:
+            raise
+        except SeqmnistError:
+            pass  # rank 0 trained the same run: it fails the trial, with the reason
+        followed += 1
+    return followed
 
 
 class TakingLock:
@@ -185,7 +211,7 @@ def _sampled_anew(trial: optuna.trial.FrozenTrial) -> bool:
 
 def _objective(
     trial: optuna.Trial, spec: SweepSpec, out_dir: Path, taken: Callable[[], None],
-    stop: StopRequests | None,
+    stop: StopRequests | None, ranks: Ranks,
 ) -> float:  # fmt: skip
     taken()  # the trial is this worker's: the next worker may take one
     if spec.is_grid and "seed" not in trial.user_attrs:
@@ -204,7 +230,7 @@ def _objective(
     trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
     try:
         # In the try: sampled values valid one by one may not be together (r_min > r_max).
-        summary = _train(trial, spec.config_for(params, seed), run_dir, spec, stop)
+        summary = _train(trial, spec.config_for(params, seed), run_dir, spec, stop, ranks)
     except TrainingInterrupted as interrupted:
         _stopped(trial, params, "SIGINT" if interrupted.signal_number == 2 else "SIGTERM")
         raise  # the worker stops, and its trial runs again from its checkpoint
@@ -237,17 +263,20 @@ def _stopped(trial: optuna.Trial, params: dict[str, Any], why: str) -> None:
 
 
 def _train(
-    trial: optuna.Trial, config, run_dir: Path, spec: SweepSpec, stop: StopRequests | None
-) -> dict[str, Any]:
+    trial: optuna.Trial, config: RunConfig, run_dir: Path, spec: SweepSpec,
+    stop: StopRequests | None, ranks: Ranks,
+) -> dict[str, Any]:  # fmt: skip
     if (run_dir / SUMMARY_FILE).is_file():  # finished before its worker was stopped
         return json.loads((run_dir / SUMMARY_FILE).read_text())
     # Always reported: the study's pruner decides (spec.pruner "none" never prunes).
     callbacks = (_pruning_callback(trial, spec),)
     # A retried trial goes on from its newest checkpoint (from step 0 if it had none).
+    resume = holds_run(run_dir)
+    job = {"config": config.to_dict(), "run_dir": str(run_dir), "resume": resume}
+    broadcast(job, ranks)  # a torchrun job's other ranks train it too
     result = train_config(
-        config, run_dir, progress=False, callbacks=callbacks, resume=holds_run(run_dir),
-        stop=stop,
-    )  # fmt: skip
+        config, run_dir, progress=False, callbacks=callbacks, resume=resume, stop=stop
+    )
     return result.summary
 
 

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from seqmnist.config import TrainConfig
-from seqmnist.distributed import all_max, all_sum
+from seqmnist.distributed import all_max, all_sum, gather, rank_seed
 from seqmnist.errors import (
     ConfigError,
     NonFiniteOutputs,
@@ -42,6 +42,11 @@ def _data_parallel(model: torch.nn.Module, runtime: Runtime) -> torch.nn.Module:
     return DistributedDataParallel(model, device_ids=device_ids)
 
 
+def _random_state(device: torch.device) -> tuple[torch.Tensor, torch.Tensor | None]:
+    cuda = torch.cuda.get_rng_state(device) if device.type == "cuda" else None
+    return torch.get_rng_state(), cuda
+
+
 class TrainingLoop:
     """Step through the budget, validating at every epoch end and keeping the best weights."""
 
@@ -64,6 +69,9 @@ class TrainingLoop:
         self.schedule = build_schedule(self.optimizer, config, total_steps)
         self.step_fn = TrainStep(_data_parallel(model, runtime), self.optimizer, self.schedule,
                                  config, runtime)  # fmt: skip
+        if self.ranks.rank > 0:  # after the model's init, which every rank shares
+            torch.manual_seed(rank_seed(config.seed, self.ranks.rank))
+        self.saved_rng: list[Any] = []  # every rank's random state at the last save
         # The data order has its own generator so it does not shift with dropout or init.
         self.order_generator = torch.Generator().manual_seed(config.seed)
         self.batch_size = min(config.batch_size, len(train_split))
@@ -241,6 +249,8 @@ class TrainingLoop:
         if self.checkpoints is None or self.saved_step == self.step:
             return
         self._verify_finite(weights=True)  # a checkpoint never holds NaN
+        # Each rank's own dropout state, so a resume goes on with every rank's draws.
+        self.saved_rng = gather(_random_state(self.device), self.ranks)
         if self.ranks.is_main:  # the others' states are the same: rank 0 writes for all
             self.last_checkpoint = self.checkpoints.save(self.step, self.state())
         else:
@@ -248,9 +258,14 @@ class TrainingLoop:
         self.saved_step = self.step
 
     def _stop_if_requested(self) -> None:
-        # Every process stops at the same step, whichever of them had the signal.
+        # Every process stops at the same step, whichever of them had the signal, or
+        # whichever's callback asked (a sweep's pruner runs on rank 0 alone).
         mine = self.stop_requests.received if self.stop_requests is not None else None
-        received = all_max(mine or 0, self.ranks, self.device)
+        received, callback_stop = all_max(
+            [mine or 0, int(self.log.stop_reason is not None)], self.ranks, self.device
+        )
+        if callback_stop and self.log.stop_reason is None:
+            self.log.stop_reason = "another process's callback asked to stop"
         if not received:
             return
         name = signal.Signals(received).name
@@ -277,6 +292,8 @@ class TrainingLoop:
             "epoch_order_state": self.epoch_order_state,
             "torch_rng": torch.get_rng_state(),  # dropout on the CPU
             "cuda_rng": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else [],
+            # Under torchrun, every rank's (CPU state, CUDA state or None), in rank order.
+            "rank_rng": self.saved_rng if self.ranks.distributed else [],
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "schedule": self.schedule.state_dict() if self.schedule is not None else None,
@@ -326,3 +343,11 @@ class TrainingLoop:
         torch.set_rng_state(state["torch_rng"])
         if self.device.type == "cuda" and len(state["cuda_rng"]) == torch.cuda.device_count():
             torch.cuda.set_rng_state_all(state["cuda_rng"])
+        ranks_saved = state.get("rank_rng") or []
+        if self.ranks.rank < len(ranks_saved):
+            cpu, cuda = ranks_saved[self.ranks.rank]
+            torch.set_rng_state(cpu)
+            if cuda is not None and self.device.type == "cuda":
+                torch.cuda.set_rng_state(cuda, self.device)
+        elif self.ranks.rank > 0:  # more processes than wrote it: a fresh draw of its own
+            torch.manual_seed(rank_seed(self.config.seed + self.step, self.ranks.rank))

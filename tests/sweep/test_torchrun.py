@@ -1,0 +1,70 @@
+"""A sweep worker as a torchrun job: rank 0 takes each trial, both processes train it."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+from conftest import ENV_ONE_THREAD, finish, runs_of, trials, worker
+
+TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
+GRID = '[grid]\n"train.lr" = [0.003, 0.01]\n'
+
+
+def test_a_torchrun_job_trains_each_trial_once_as_one_process_would(write_spec, tmp_path):
+    spec = write_spec(GRID, seeds=(0,), steps=30)
+    alone, job = tmp_path / "alone", tmp_path / "job"
+    assert finish(worker(spec, alone))[0] == 0
+    launch = subprocess.run(
+        [*TORCHRUN, "-m", "seqmnist", "sweep", "run", str(spec), "--out", str(job)],
+        capture_output=True, text=True, timeout=300, env=ENV_ONE_THREAD,
+    )  # fmt: skip
+    assert launch.returncode == 0, launch.stderr
+    assert runs_of(trials(job)) == runs_of(trials(alone))  # every trial once
+    assert launch.stdout.count("this torchrun worker ran 2 trials") == 1  # rank 0 reports
+    by_lr = {t.params["train.lr"]: t for t in trials(alone)}
+    for trial in trials(job):
+        summary = json.loads((job / trial.user_attrs["run_dir"] / "summary.json").read_text())
+        assert summary["runtime"]["world_size"] == 2
+        # The same optimisation as one process, up to floating-point reduction order.
+        single = by_lr[trial.params["train.lr"]]
+        assert trial.user_attrs["val_loss"] == pytest.approx(
+            single.user_attrs["val_loss"], abs=1e-4
+        )
+
+
+STOPPED_BY_RANK_0 = """
+import sys
+from seqmnist.api import make_config
+from seqmnist.distributed import environment_ranks, leave_process_group
+from seqmnist.training import StopTraining, train
+
+config = make_config(
+    "default", dataset=sys.argv[1], validation_size=100, hidden_sizes="16", steps=60,
+    batch_size=32, eval_batch_size=64, device="cpu", threads=1, log_every=5,
+)
+
+def condemn(record):
+    # As a sweep's pruner does: it runs on rank 0 alone.
+    if environment_ranks().rank == 0 and record["step"] >= 10:
+        raise StopTraining("rank 0 says stop")
+
+result = train(config, sys.argv[2], progress=False, callbacks=(condemn,))
+print("rank", environment_ranks().rank, "stopped after", result.summary["steps"], "steps")
+leave_process_group()
+"""
+
+
+def test_a_stop_asked_by_one_rank_stops_every_rank_at_the_same_step(stripes_dir, tmp_path):
+    script = tmp_path / "stop.py"
+    script.write_text(STOPPED_BY_RANK_0)
+    launch = subprocess.run(
+        [*TORCHRUN, str(script), str(stripes_dir), str(tmp_path / "run")],
+        capture_output=True, text=True, timeout=180, env=ENV_ONE_THREAD,
+    )  # fmt: skip
+    assert launch.returncode == 0, launch.stderr
+    assert sorted(launch.stdout.split("\n")[:2]) == [
+        "rank 0 stopped after 10 steps", "rank 1 stopped after 10 steps",
+    ]  # fmt: skip
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["stopped"] == {"step": 10, "reason": "rank 0 says stop"}
