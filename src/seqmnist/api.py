@@ -41,7 +41,8 @@ def train(
     An ``out_dir`` that already holds a run is refused unless ``overwrite``.
     ``runtime`` defaults to what the configuration asks for on this machine.
     Signals keep their usual effect unless the caller passes ``stop``, a
-    ``StopRequests`` it has entered: then Ctrl-C ends the run after a checkpoint.
+    ``StopRequests`` it has entered: then Ctrl-C ends the run after the step (with a
+    checkpoint where there is an ``out_dir``).
     """
     base = get_preset(config) if isinstance(config, str) else config
     return _train_config(

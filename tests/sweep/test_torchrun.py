@@ -21,7 +21,7 @@ def test_a_torchrun_job_trains_each_trial_once_as_one_process_would(write_spec, 
     )  # fmt: skip
     assert launch.returncode == 0, launch.stderr
     assert runs_of(trials(job)) == runs_of(trials(alone))  # every trial once
-    assert launch.stdout.count("this torchrun worker ran 2 trials") == 1  # rank 0 reports
+    assert launch.stdout.count("processes) ran 2 trials") == 1  # rank 0 reports
     by_lr = {t.params["train.lr"]: t for t in trials(alone)}
     for trial in trials(job):
         summary = json.loads((job / trial.user_attrs["run_dir"] / "summary.json").read_text())
@@ -46,7 +46,8 @@ config = make_config(
 
 def condemn(record):
     # As a sweep's pruner does: it runs on rank 0 alone.
-    if environment_ranks().rank == 0 and record["step"] >= 10:
+    # At a batch record (step 10, mid-epoch) or an epoch's (step 15), as a pruner does.
+    if environment_ranks().rank == 0 and record["kind"] == sys.argv[3] and record["step"] >= 10:
         raise StopTraining("rank 0 says stop")
 
 result = train(config, sys.argv[2], progress=False, callbacks=(condemn,))
@@ -55,16 +56,34 @@ leave_process_group()
 """
 
 
-def test_a_stop_asked_by_one_rank_stops_every_rank_at_the_same_step(stripes_dir, tmp_path):
+@pytest.mark.parametrize(("kind", "step"), [("batch", 10), ("epoch", 15)])
+def test_a_stop_asked_by_one_rank_stops_every_rank_at_the_same_step(
+    kind, step, stripes_dir, tmp_path
+):
     script = tmp_path / "stop.py"
     script.write_text(STOPPED_BY_RANK_0)
     launch = subprocess.run(
-        [*TORCHRUN, str(script), str(stripes_dir), str(tmp_path / "run")],
+        [*TORCHRUN, str(script), str(stripes_dir), str(tmp_path / "run"), kind],
         capture_output=True, text=True, timeout=180, env=ENV_ONE_THREAD,
     )  # fmt: skip
     assert launch.returncode == 0, launch.stderr
     assert sorted(launch.stdout.split("\n")[:2]) == [
-        "rank 0 stopped after 10 steps", "rank 1 stopped after 10 steps",
+        f"rank 0 stopped after {step} steps", f"rank 1 stopped after {step} steps",
     ]  # fmt: skip
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
-    assert summary["stopped"] == {"step": 10, "reason": "rank 0 says stop"}
+    assert summary["stopped"] == {"step": step, "reason": "rank 0 says stop"}
+
+
+def test_when_rank_0_cannot_start_the_others_end_with_it(write_spec, tmp_path):
+    """Rank 0 refuses the folder (another spec's sweep): the job ends at once, with one line."""
+    out = tmp_path / "job"
+    assert finish(worker(write_spec(GRID, seeds=(0,), steps=5), out))[0] == 0
+    other = write_spec(GRID, seeds=(1,), steps=5)
+    launch = subprocess.run(
+        [*TORCHRUN, "-m", "seqmnist", "sweep", "run", str(other), "--out", str(out)],
+        capture_output=True, text=True, timeout=120, env=ENV_ONE_THREAD,
+    )  # fmt: skip
+    assert launch.returncode != 0
+    assert launch.stderr.count("made from a different spec") == 1, launch.stderr
+    # (torchrun prints its own report of the failed child; none comes from seqmnist)
+    assert "src/seqmnist" not in launch.stderr and "timed out" not in launch.stderr.lower()

@@ -186,7 +186,9 @@ def test_required_bounds_order_the_table_and_decide_the_best(
 ):
     """The fastest-recipe sweep's form: a metric, and a bound a result must meet to count."""
     tables = '[grid]\n"model.hidden_sizes" = [[4], [32]]\n[require]\nparams = 1000\n'
-    spec = load_spec(write_spec(tables, seeds=(0,), steps=20, hidden=""))
+    # Most parameters is best by the metric: only the bound puts the small model first.
+    extra = 'metric = "params"\ndirection = "maximize"'
+    spec = load_spec(write_spec(tables, seeds=(0,), steps=20, hidden="", extra=extra))
     out = tmp_path / "sweep"
     run_worker(open_study(spec, out), spec, out)
     rows = json.loads(_table(out))
@@ -194,7 +196,7 @@ def test_required_bounds_order_the_table_and_decide_the_best(
     small, large = by_size["4"], by_size["32"]
     assert small["parameters"] <= 1000 < large["parameters"]
     assert (small["meets"], large["meets"]) == (True, False)
-    assert rows[0] is not large  # the one that misses comes after, whatever its accuracy
+    assert rows == [small, large]  # the one that misses comes after, though best by the metric
     assert small["requirements"] == ["params <= 1000"]
     # Optuna's own best trial is the feasible one too.
     study = optuna.load_study(study_name="seqmnist-sweep", storage=f"sqlite:///{out}/sweep.db")

@@ -52,9 +52,11 @@ def run_benchmark(
         shared = {**_shared_overrides(config), **_budget(accuracy_steps)}
         recipes = [apply_overrides(load_recipe(name), shared) for name in accuracy_presets]
         check_mirrors(recipes[0].model)  # the one the baseline trains too
-        seeds = accuracy_seeds or (recipes[0].train.seed,)
-        # Every seed each recipe trains with, checked now too.
-        runs = [[apply_overrides(recipe, {"seed": seed}) for recipe in recipes] for seed in seeds]
+        # Every seed each recipe trains with (without seeds given: its own), checked now too.
+        runs = [
+            [apply_overrides(recipe, {"seed": seed}) for recipe in recipes]
+            for seed in accuracy_seeds
+        ] if accuracy_seeds else [recipes]  # fmt: skip
     loading = time.perf_counter()
     # Decided once: every measurement below, seqmnist's and the baseline's, runs on it.
     runtime = Runtime.for_training(config.train)

@@ -112,8 +112,11 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 1
     finally:
-        leave_process_group()  # under torchrun: its threads end before the interpreter does
         restore_stop_signal_handlers(saved_handlers)
+        # Under torchrun: its threads end before the interpreter does. After a failed
+        # collective this may fail too; the command's own line has been said already.
+        with contextlib.suppress(Exception):
+            leave_process_group()
 
 
 def _flushed_if_computing(modules) -> contextlib.AbstractContextManager:

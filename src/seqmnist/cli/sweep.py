@@ -81,8 +81,7 @@ def run_sweep(args: argparse.Namespace) -> int:
 
     from seqmnist.errors import TrainingInterrupted
     from seqmnist.sweep.spec import load_spec
-    from seqmnist.sweep.study import counts, open_study
-    from seqmnist.sweep.worker import run_worker
+    from seqmnist.sweep.study import counts
     from seqmnist.training import StopRequests
 
     # One line per trial says what happened; Optuna's and each epoch's lines would bury it.
@@ -91,67 +90,57 @@ def run_sweep(args: argparse.Namespace) -> int:
 
     spec = load_spec(args.spec)  # the whole spec is checked before any trial starts
     ranks = environment_ranks()
+    followers = None
     if ranks.distributed:
-        return _run_distributed(args, spec, ranks)
-    study = open_study(spec, args.out, args.storage)
-    presets = "preset" in spec.grid or "preset" in spec.sample
-    base = "each on its own preset" if presets else f"on {spec.base_name}"
-    seeds = f"{len(spec.seeds)} seed{'s' if len(spec.seeds) > 1 else ''} a configuration"
-    way = "maximised" if spec.direction == "maximize" else "minimised"
-    print(f"sweep {args.out}: up to {spec.budget()} runs, {seeds}, {base}; {spec.metric} {way}",
-          flush=True)  # fmt: skip
+        from seqmnist.runtime import Runtime
+        from seqmnist.sweep.followers import Followers
+
+        # The job's process group, joined on the runtime every trial starts from.
+        Runtime.for_training(spec.config_for({}, spec.seeds[0]).train)
+        followers = Followers(ranks)
     try:
         # The command owns the signals: a running trial stops after its checkpoint.
         with StopRequests() as stop:
-            ran = run_worker(
-                study, spec, args.out, max_trials=args.trials, report=_print_progress, stop=stop
-            )
+            if not ranks.is_main:
+                from seqmnist.sweep.followers import follow_trials
+
+                logging.getLogger("seqmnist").setLevel(logging.ERROR)
+                return follow_trials(followers, stop)
+            ran, study = _work(args, spec, stop, followers)
     except TrainingInterrupted as stopped:
         ignore_stop_signals()  # on the way out: a second signal must not cut the message short
-        signal_name = "SIGINT" if stopped.signal_number == signal.SIGINT else "SIGTERM"
-        print(f"seqmnist: interrupted by {signal_name}; {_next_step(args)}", file=sys.stderr)
+        if ranks.is_main:  # under torchrun, one line for the job
+            name = signal.Signals(stopped.signal_number).name
+            print(f"seqmnist: interrupted by {name}; {_next_step(args)}", file=sys.stderr)
         return stopped.exit_code
     state = counts(study)
+    job = f" (a torchrun job of {ranks.world_size} processes)" if ranks.distributed else ""
     print(
-        f"this worker ran {ran} trials; the sweep has {state['complete']} done, "
+        f"this worker{job} ran {ran} trials; the sweep has {state['complete']} done, "
         f"{state['pruned']} pruned, {state['fail']} failed, {state['running']} running, "
         f"{state['waiting']} waiting; see it with: seqmnist sweep table {args.out}"
     )
     return 0
 
 
-def _run_distributed(args: argparse.Namespace, spec, ranks) -> int:
-    """One worker as a torchrun job: rank 0 takes the trials, every rank trains each."""
-    import logging
-
-    from seqmnist.errors import TrainingInterrupted
-    from seqmnist.runtime import Runtime
+def _work(args: argparse.Namespace, spec, stop, followers):
+    """Open (or join) the study and run trials until the budget is spent."""
+    from seqmnist.sweep.followers import Followers
     from seqmnist.sweep.study import open_study
-    from seqmnist.sweep.worker import follow_trials, run_worker
-    from seqmnist.training import StopRequests
+    from seqmnist.sweep.worker import run_worker
 
-    if not ranks.is_main:
-        logging.getLogger("seqmnist").setLevel(logging.ERROR)
-    Runtime.for_training(spec.base.train)  # joins the job's process group
-    try:
-        with StopRequests() as stop:
-            if not ranks.is_main:
-                follow_trials(stop, ranks)
-                return 0
-            study = open_study(spec, args.out, args.storage)
-            print(f"sweep {args.out}: a torchrun job of {ranks.world_size} processes trains "
-                  "each trial", flush=True)  # fmt: skip
-            ran = run_worker(study, spec, args.out, max_trials=args.trials,
-                             report=_print_progress, stop=stop, ranks=ranks)  # fmt: skip
-    except TrainingInterrupted as stopped:
-        ignore_stop_signals()
-        if ranks.is_main:
-            signal_name = "SIGINT" if stopped.signal_number == signal.SIGINT else "SIGTERM"
-            print(f"seqmnist: interrupted by {signal_name}; {_next_step(args)}", file=sys.stderr)
-        return stopped.exit_code
-    print(f"this torchrun worker ran {ran} trials; see the sweep with: "
-          f"seqmnist sweep table {args.out}")  # fmt: skip
-    return 0
+    followers = followers or Followers(environment_ranks())
+    with followers.released_on_exit():  # a torchrun job's other ranks end with rank 0
+        study = open_study(spec, args.out, args.storage)
+        presets = "preset" in spec.grid or "preset" in spec.sample
+        base = "each on its own preset" if presets else f"on {spec.base_name}"
+        seeds = f"{len(spec.seeds)} seed{'s' if len(spec.seeds) > 1 else ''} a configuration"
+        way = "maximised" if spec.direction == "maximize" else "minimised"
+        print(f"sweep {args.out}: up to {spec.budget()} runs, {seeds}, {base}; {spec.metric} "
+              f"{way}", flush=True)  # fmt: skip
+        ran = run_worker(study, spec, args.out, max_trials=args.trials, report=_print_progress,
+                         stop=stop, followers=followers)  # fmt: skip
+    return ran, study
 
 
 def _print_progress(progress) -> None:

@@ -9,9 +9,8 @@ reason and the sweep goes on. A pruned run stops cleanly and stays a
 finished run folder. Many workers can share the study: each takes waiting
 trials, which the storage hands out exactly once.
 
-A worker can be a torchrun job: its rank 0 talks to the study and hands each
-trial's configuration to the other ranks (``follow_trials``), and all of them
-train it together as one run.
+A worker can be a torchrun job (followers.py): its rank 0 runs this, the
+other ranks train each trial with it.
 """
 
 from __future__ import annotations
@@ -23,6 +22,7 @@ import json
 import logging
 import os
 import re
+import signal
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -33,9 +33,10 @@ import optuna
 from optuna.trial import TrialState
 
 from seqmnist.config import RunConfig
-from seqmnist.distributed import ONE_PROCESS, Ranks, broadcast
+from seqmnist.distributed import ONE_PROCESS
 from seqmnist.errors import SeqmnistError, TrainingInterrupted
 from seqmnist.runs import SUMMARY_FILE, holds_run
+from seqmnist.sweep.followers import Followers
 from seqmnist.sweep.spec import Range, SweepSpec, describe_requirement, shortfalls
 from seqmnist.sweep.study import counts, enqueue_retry
 from seqmnist.training import StopRequests, StopTraining
@@ -69,13 +70,13 @@ class Progress:
 def run_worker(
     study: optuna.Study, spec: SweepSpec, out_dir: Path, max_trials: int | None = None,
     report: Callable[[Progress], None] = lambda progress: None,
-    stop: StopRequests | None = None, ranks: Ranks = ONE_PROCESS,
+    stop: StopRequests | None = None, followers: Followers | None = None,
 ) -> int:  # fmt: skip
     """Run trials until the sweep's budget is spent (or ``max_trials`` here); returns how many.
 
     ``stop`` (a ``StopRequests`` the caller entered) ends the running trial after
     a checkpoint, or, asked between trials, ends the worker before the next one.
-    Under torchrun this runs on rank 0, the other ranks in ``follow_trials``.
+    Under torchrun this runs on rank 0 and hands each trial to ``followers``.
 
     Deciding that work is left and taking a trial happen under one lock, which
     the trial lets go of as soon as it is taken: two workers on this machine
@@ -84,44 +85,36 @@ def run_worker(
     empty at the last moment, its trial is marked ``stray`` and counts for
     nothing.)
     """
+    followers = followers or Followers(ONE_PROCESS)
+    with followers.released_on_exit():
+        return _take_trials(study, spec, out_dir, max_trials, report, stop, followers)
+
+
+def _take_trials(study, spec, out_dir, max_trials, report, stop, followers) -> int:
     taking = TakingLock(out_dir)
     with taking:
         retry_abandoned(study)
     done = 0
     while max_trials is None or done < max_trials:
-        if stop is not None and stop.received:
-            raise TrainingInterrupted(f"stopped by {stop.name} between trials", stop.received)
+        _stop_if_asked(stop, "between trials")
         taking.acquire()
         if not _work_left(study, spec):
             taking.release()
             break
         study.optimize(
-            lambda trial: _objective(trial, spec, out_dir, taking.release, stop, ranks),
+            lambda trial: _objective(trial, spec, out_dir, taking.release, stop, followers),
             n_trials=1,
             catch=(TrialFailed,), callbacks=[lambda study, trial: _after(study, trial, spec, report)],
             gc_after_trial=False, show_progress_bar=False,
         )  # fmt: skip
         taking.release()  # (already let go of, unless the trial never began)
         done += 1
-    broadcast(None, ranks)  # the other ranks of a torchrun job: no more trials
     return done
 
 
-def follow_trials(stop: StopRequests | None, ranks: Ranks) -> int:
-    """A torchrun job's rank other than 0: train each trial rank 0 hands out, with it."""
-    followed = 0
-    while (job := broadcast(None, ranks)) is not None:
-        config = RunConfig.from_dict(job["config"])
-        try:
-            train_config(
-                config, Path(job["run_dir"]), progress=False, resume=job["resume"], stop=stop
-            )
-        except TrainingInterrupted:
-            raise
-        except SeqmnistError:
-            pass  # rank 0 trained the same run: it fails the trial, with the reason
-        followed += 1
-    return followed
+def _stop_if_asked(stop: StopRequests | None, when: str) -> None:
+    if stop is not None and stop.received:
+        raise TrainingInterrupted(f"stopped by {stop.name} {when}", stop.received)
 
 
 class TakingLock:
@@ -211,7 +204,7 @@ def _sampled_anew(trial: optuna.trial.FrozenTrial) -> bool:
 
 def _objective(
     trial: optuna.Trial, spec: SweepSpec, out_dir: Path, taken: Callable[[], None],
-    stop: StopRequests | None, ranks: Ranks,
+    stop: StopRequests | None, followers: Followers,
 ) -> float:  # fmt: skip
     taken()  # the trial is this worker's: the next worker may take one
     if spec.is_grid and "seed" not in trial.user_attrs:
@@ -230,20 +223,21 @@ def _objective(
     trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
     try:
         # In the try: sampled values valid one by one may not be together (r_min > r_max).
-        summary = _train(trial, spec.config_for(params, seed), run_dir, spec, stop, ranks)
+        summary = _train(trial, spec.config_for(params, seed), run_dir, spec, stop, followers)
     except TrainingInterrupted as interrupted:
-        _stopped(trial, params, "SIGINT" if interrupted.signal_number == 2 else "SIGTERM")
+        _stopped(trial, params, signal.Signals(interrupted.signal_number).name)
         raise  # the worker stops, and its trial runs again from its checkpoint
     except SeqmnistError as error:
         trial.set_user_attr("failure", str(error))
         raise TrialFailed(str(error)) from None
-    except Exception as error:  # a bug, or the machine: the reason is kept, the sweep goes on
+    except Exception as error:  # a bug, or the machine: the reason is kept
         log.exception("trial %d failed", trial.number)
         trial.set_user_attr("failure", f"{type(error).__name__}: {error}")
-        raise TrialFailed(str(error)) from None
-    except BaseException as stop:
-        # Ctrl-C or SIGTERM before training began or after it ended: stopped all the same.
-        _stopped(trial, params, type(stop).__name__)
+        if followers.ranks.distributed:
+            raise  # the other ranks may be anywhere: this job cannot go on
+        raise TrialFailed(str(error)) from None  # the sweep goes on
+    except BaseException as stopped:  # (KeyboardInterrupt where no StopRequests holds SIGINT)
+        _stopped(trial, params, type(stopped).__name__)
         raise
     for key in KEPT:
         trial.set_user_attr(key, summary.get(key))
@@ -264,7 +258,7 @@ def _stopped(trial: optuna.Trial, params: dict[str, Any], why: str) -> None:
 
 def _train(
     trial: optuna.Trial, config: RunConfig, run_dir: Path, spec: SweepSpec,
-    stop: StopRequests | None, ranks: Ranks,
+    stop: StopRequests | None, followers: Followers,
 ) -> dict[str, Any]:  # fmt: skip
     if (run_dir / SUMMARY_FILE).is_file():  # finished before its worker was stopped
         return json.loads((run_dir / SUMMARY_FILE).read_text())
@@ -272,11 +266,15 @@ def _train(
     callbacks = (_pruning_callback(trial, spec),)
     # A retried trial goes on from its newest checkpoint (from step 0 if it had none).
     resume = holds_run(run_dir)
-    job = {"config": config.to_dict(), "run_dir": str(run_dir), "resume": resume}
-    broadcast(job, ranks)  # a torchrun job's other ranks train it too
-    result = train_config(
-        config, run_dir, progress=False, callbacks=callbacks, resume=resume, stop=stop
-    )
+    _stop_if_asked(stop, "before the trial began")
+    followers.hand({"config": config.to_dict(), "run_dir": str(run_dir), "resume": resume})
+    try:
+        result = train_config(
+            config, run_dir, progress=False, callbacks=callbacks, resume=resume, stop=stop
+        )
+    except TrainingInterrupted:
+        followers.stopped_with_us()  # every rank stopped at this step, and left
+        raise
     return result.summary
 
 

@@ -60,7 +60,7 @@ class StopRequests:
         if self.received is None:
             self.received = number
             logger.warning(
-                "%s received: finishing this step and writing a checkpoint",
+                "%s received: stopping after this step (and its checkpoint, in a run folder)",
                 signal.Signals(number).name,
             )
         else:

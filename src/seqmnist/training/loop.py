@@ -213,7 +213,10 @@ class TrainingLoop:
     def _verify_finite(self, weights: bool = False) -> None:
         """Stop with TrainingDiverged if a loss since the last check (or a weight) is NaN or inf."""
         first = self.checked_step + 1
-        if not bool(self.all_finite):
+        finite = bool(self.all_finite)
+        if self.ranks.distributed:  # every rank stops at the same check, or none does
+            finite = not all_max([int(not finite)], self.ranks, self.device)[0]
+        if not finite:
             what = "the loss" + (f" at step {first}" if first >= self.step else
                                  f" between steps {first} and {self.step}")  # fmt: skip
         elif weights and not bool(
@@ -266,6 +269,7 @@ class TrainingLoop:
         )
         if callback_stop and self.log.stop_reason is None:
             self.log.stop_reason = "another process's callback asked to stop"
+            self.stopped_at = self.step
         if not received:
             return
         name = signal.Signals(received).name

@@ -96,8 +96,8 @@ def train(
     With ``out_dir``, the training state is checkpointed (every ``checkpoint_every``
     steps and at each epoch end). ``stop``, a ``StopRequests`` the caller has
     entered (it holds SIGINT and SIGTERM; ``train`` installs no handlers of its
-    own), ends training after the step it was asked in, with a checkpoint, as
-    TrainingInterrupted.
+    own), ends training after the step it was asked in (with a checkpoint where there
+    is an ``out_dir``), as TrainingInterrupted.
     ``resume`` continues the run in ``out_dir`` from its newest intact checkpoint;
     the result is the same as if it had never stopped. A folder that already holds
     files is refused unless ``overwrite`` is set and it holds a run, which is then
