@@ -59,11 +59,20 @@ def join(ranks: Ranks, device: torch.device) -> None:
         dist.init_process_group(backend, timeout=TIMEOUT)
 
 
-def leave_process_group() -> None:
-    """Leave the process group if this process joined one (torch is not imported for it)."""
+def leave_process_group(together: bool) -> None:
+    """Leave the process groups if this process joined one (torch is not imported for it).
+
+    Gloo's threads must be done with their last collective before the
+    interpreter goes (else the process aborts on the way out): ``together``,
+    every rank first waits for the others at a barrier (at most TIMEOUT if one
+    has gone). A rank that failed leaves at once.
+    """
     dist = sys.modules.get("torch.distributed")
-    if dist is not None and dist.is_available() and dist.is_initialized():
-        dist.destroy_process_group()
+    if dist is None or not dist.is_available() or not dist.is_initialized():
+        return
+    if together:
+        dist.barrier()
+    dist.destroy_process_group()
 
 
 def all_sum(tensor: torch.Tensor, ranks: Ranks) -> torch.Tensor:

@@ -52,7 +52,7 @@ def condemn(record):
 
 result = train(config, sys.argv[2], progress=False, callbacks=(condemn,))
 print("rank", environment_ranks().rank, "stopped after", result.summary["steps"], "steps")
-leave_process_group()
+leave_process_group(together=True)
 """
 
 

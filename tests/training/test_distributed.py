@@ -159,7 +159,7 @@ try:
 except TrainingInterrupted as stopped:
     print(stopped)
 finally:
-    leave_process_group()
+    leave_process_group(together=True)
 """
 
 

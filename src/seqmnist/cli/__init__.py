@@ -69,6 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     saved_handlers = stop_signal_handlers()
     raise_on_sigterm()
     args = None
+    succeeded = False
     try:
         args = build_parser().parse_args(argv)
         # Under torchrun every process runs this; rank 0 alone says what goes on.
@@ -78,7 +79,9 @@ def main(argv: list[str] | None = None) -> int:
         modules = getattr(args, "preload", PRELOAD)
         preload(modules)
         with _flushed_if_computing(modules):
-            return args.handler(args) or 0
+            status = args.handler(args) or 0
+        succeeded = status == 0
+        return status
     except SeqmnistError as error:
         print(f"seqmnist: error: {one_line(error)}", file=sys.stderr)
         return 2
@@ -116,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
         # Under torchrun: its threads end before the interpreter does. After a failed
         # collective this may fail too; the command's own line has been said already.
         with contextlib.suppress(Exception):
-            leave_process_group()
+            leave_process_group(together=succeeded)
 
 
 def _flushed_if_computing(modules) -> contextlib.AbstractContextManager:
