@@ -118,3 +118,23 @@ def test_bf16_autocast_trains(stripes_dir):
 def test_one_cycle_schedule_copes_with_very_short_runs(stripes_dir, steps):
     result = train(tiny_config(stripes_dir, steps=steps, schedule="onecycle"), progress=False)
     assert result.summary["steps"] == steps
+
+
+def test_two_runs_training_at_once_in_threads_each_get_their_own_result(stripes_dir):
+    """Two runs can share a process: no signal handlers, no global seed of their own."""
+    import threading
+
+    configs = [tiny_config(stripes_dir, steps=20, seed=seed) for seed in (3, 4)]
+    alone = [train(config, progress=False).model.state_dict() for config in configs]
+    together: dict[int, dict] = {}
+
+    def run(index: int) -> None:
+        together[index] = train(configs[index], progress=False).model.state_dict()
+
+    threads = [threading.Thread(target=run, args=(index,)) for index in (0, 1)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for index, weights in enumerate(alone):
+        assert all(torch.equal(weights[name], together[index][name]) for name in weights)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -60,6 +61,9 @@ class TrainResult:
     summary: dict[str, Any]
 
 
+_INITIALISING = threading.Lock()
+
+
 def _own_random_state(function: Callable) -> Callable:
     """Run ``function`` on a fork of torch's global random state, given back afterwards.
 
@@ -113,14 +117,18 @@ def train(
     # Checked before any work, so a refused folder costs nothing and loses nothing.
     run_dir = _check_run_dir(out_dir, resume, overwrite) if main else _path(out_dir)
     runtime = runtime or Runtime.for_training(config.train)
-    torch.manual_seed(config.train.seed)
     if splits is None:
         splits = load_dataset(
             config.data.dataset, config.data.data_dir, config.data.validation_size
         )
     data_folder = _data_folder(config)
     info = ModelInfo(splits.image_shape, tuple(splits.class_names))
-    model = (model if model is not None else build_model(config.model, info)).to(runtime.device)
+    # Seeding and initialising are one step: runs training in threads of one process
+    # draw their initial weights from torch's one global generator, one run at a time.
+    with _INITIALISING:
+        torch.manual_seed(config.train.seed)
+        model = model if model is not None else build_model(config.model, info)
+    model = model.to(runtime.device)
     train_split, val_split, test_split = (
         DeviceSplit.from_arrays(*splits.split(name), runtime.device)
         for name in ("train", "val", "test")
