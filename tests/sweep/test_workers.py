@@ -230,3 +230,26 @@ def test_a_sweep_folder_moved_elsewhere_still_reads(write_spec, tmp_path, one_to
     moved = Path(shutil.move(out, tmp_path / "elsewhere"))
     rows = json.loads(_table(moved))
     assert [row["seeds"] for row in rows] == [1]
+
+
+def test_best_works_where_the_runs_were_trained_on_another_machine(
+    write_spec, tmp_path, capsys, one_torch_thread
+):
+    """The run folders stay on the workers' disks; the study keeps each trial's config."""
+    import shutil
+
+    from seqmnist.config import RunConfig, load_toml
+    from seqmnist.presets import get_preset
+
+    spec = load_spec(write_spec(GRID_ONE, seeds=(0,), steps=5))
+    out = tmp_path / "sweep"
+    run_worker(open_study(spec, out), spec, out)
+    (run_dir,) = (out / "runs").iterdir()
+    trained = RunConfig.from_dict(json.loads((run_dir / "config.json").read_text()))
+    shutil.rmtree(out / "runs")
+    best = tmp_path / "best.toml"
+    assert main(["sweep", "best", str(out), "--out", str(best)]) == 0
+    written = load_toml(best, get_preset("row-lstm"))
+    assert (written.model, written.train, written.data) == (
+        trained.model, trained.train, trained.data
+    )  # fmt: skip

@@ -78,6 +78,8 @@ def _row(
         "parameters": trials[0].user_attrs.get("params") if trials else None,
         "metric": metric,
         "run_dirs": [trial.user_attrs.get("run_dir") for trial in trials],
+        # The first seed's configuration as trained (kept by the worker that trained it).
+        "config": trials[0].user_attrs.get("config") if trials else None,
     }
     for name in (*FIGURES, metric):
         values = _figures(trials, name)
@@ -171,9 +173,12 @@ def best_config(out_dir: Path, storage_url: str | None = None) -> tuple[dict[str
     row = next(row for row in rows if row["seeds"] == most)
     config_path = out_dir / row["run_dirs"][0] / "config.json"
     try:
-        config = RunConfig.from_dict(json.loads(config_path.read_text()))
+        if config_path.is_file():
+            return row, RunConfig.from_dict(json.loads(config_path.read_text()))
+        if row["config"] is not None:  # trained by a worker on another machine
+            return row, RunConfig.from_dict(row["config"])
+        raise OSError(f"{config_path} is missing")
     except (OSError, ValueError) as error:
         raise ConfigError(
             f"cannot read the best run's configuration {config_path}: {error}"
         ) from None
-    return row, config

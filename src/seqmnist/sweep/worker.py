@@ -223,7 +223,8 @@ def _objective(
     trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
     try:
         # In the try: sampled values valid one by one may not be together (r_min > r_max).
-        summary = _train(trial, spec.config_for(params, seed), run_dir, spec, stop, followers)
+        config = spec.config_for(params, seed)
+        summary = _train(trial, config, run_dir, spec, stop, followers)
     except TrainingInterrupted as interrupted:
         _stopped(trial, params, signal.Signals(interrupted.signal_number).name)
         raise  # the worker stops, and its trial runs again from its checkpoint
@@ -241,6 +242,8 @@ def _objective(
         raise
     for key in KEPT:
         trial.set_user_attr(key, summary.get(key))
+    # As trained, for `sweep best` where the run folder is on another worker's disk.
+    trial.set_user_attr("config", config.to_dict())
     if "stopped" in summary:
         trial.set_user_attr("stopped", summary["stopped"]["reason"])
         raise optuna.TrialPruned(summary["stopped"]["reason"])
