@@ -29,8 +29,8 @@ def test_every_family_has_a_row_pixel_and_permuted_preset(cell):
 
 
 @pytest.mark.parametrize("cell", NEW_FAMILIES)
-def test_row_presets_sit_at_about_the_default_lstms_parameter_count(cell):
-    default = _parameters("default")
+def test_row_presets_sit_at_about_the_row_lstms_parameter_count(cell):
+    default = _parameters("row-lstm")
     assert 0.8 * default <= _parameters(f"row-{cell}") <= 1.2 * default
 
 

@@ -35,9 +35,9 @@ def test_train_help_shows_the_values_a_plain_train_uses():
         shown = "none" if shown is None else shown
         assert actions[name].help.endswith(f"(default: {shown})"), (name, actions[name].help)
     # The three the issue found wrong: the default preset's, not the dataclass's.
-    assert actions["lr"].help.endswith("(default: 0.005)")
+    assert actions["lr"].help.endswith("(default: 0.013398931574894671)")
     assert actions["schedule"].help.endswith("(default: onecycle)")
-    assert actions["epochs"].help.endswith("(default: 8.0)")
+    assert actions["epochs"].help.endswith("(default: 6.0)")
 
 
 def test_choice_options_are_checked_by_the_parser_with_their_choices_listed(capsys):

@@ -2,7 +2,7 @@
 
 Each family is measured at its row preset's size (about 80k parameters;
 ``row-NAME``), reading MNIST by rows (28 steps) and by pixels (784 steps),
-against the default preset's nn.LSTM-128 in the same process. The models take
+against row-lstm's nn.LSTM-128 in the same process. The models take
 turns in short timed windows, round after round, so every one of them sees
 the same machine load; a figure is the median over rounds. Training is
 seqmnist's own step (TrainStep: forward, loss, backward, clipping, fused
@@ -49,19 +49,17 @@ class CellSpeed:
 
 
 def model_for(cell: str) -> ModelConfig:
-    """The family's model at about 80k parameters: its row preset's, or the default's resized.
+    """The family's model at about 80k parameters: its row preset's, or row-lstm's resized.
 
     Without dropout, as the reference LSTM is: its random masks are a recipe's
     regularisation, not the family's cost (at 784 steps they took 12% of
     LRU's training step).
     """
-    if f"row-{cell}" in PRESETS:
+    if f"row-{cell}" in PRESETS:  # row-lstm, the reference, among them
         model = get_preset(f"row-{cell}").model
-    elif cell == REFERENCE:
-        model = get_preset("default").model
     else:
         model = dataclasses.replace(
-            get_preset("default").model, cell=cell, hidden_sizes=_PLAIN_SIZES[cell]
+            get_preset("row-lstm").model, cell=cell, hidden_sizes=_PLAIN_SIZES[cell]
         )
     return dataclasses.replace(model, dropout=0.0)
 
