@@ -145,7 +145,7 @@ def test_cells_bench_measures_every_family_by_rows_and_by_pixels(cell_speeds):
         assert speed.params > 0
         assert speed.train_samples_per_second > 0 and speed.infer_samples_per_second > 0
     assert ratios(cell_speeds)[("lstm", "rows")] == (1.0, 1.0)
-    # Each family at its row preset's size, the reference at the default's.
+    # Each family at its row preset's size, the reference at row-lstm's.
     assert model_for("lru") == dataclasses.replace(get_preset("row-lru").model, dropout=0.0)
     assert model_for("lstm") == get_preset("row-lstm").model
     # Speed of the family, not of a recipe's dropout masks (the LSTM has none).

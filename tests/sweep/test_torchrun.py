@@ -51,7 +51,9 @@ def condemn(record):
         raise StopTraining("rank 0 says stop")
 
 result = train(config, sys.argv[2], progress=False, callbacks=(condemn,))
-print("rank", environment_ranks().rank, "stopped after", result.summary["steps"], "steps")
+stopped = result.summary["stopped"]
+print("rank", environment_ranks().rank, "stopped after", result.summary["steps"], "steps,",
+      "at", stopped["step"])
 leave_process_group(together=True)
 """
 
@@ -68,7 +70,8 @@ def test_a_stop_asked_by_one_rank_stops_every_rank_at_the_same_step(
     )  # fmt: skip
     assert launch.returncode == 0, launch.stderr
     assert sorted(launch.stdout.split("\n")[:2]) == [
-        f"rank 0 stopped after {step} steps", f"rank 1 stopped after {step} steps",
+        f"rank 0 stopped after {step} steps, at {step}",
+        f"rank 1 stopped after {step} steps, at {step}",
     ]  # fmt: skip
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["stopped"] == {"step": step, "reason": "rank 0 says stop"}
@@ -87,3 +90,22 @@ def test_when_rank_0_cannot_start_the_others_end_with_it(write_spec, tmp_path):
     assert launch.stderr.count("made from a different spec") == 1, launch.stderr
     # (torchrun prints its own report of the failed child; none comes from seqmnist)
     assert "src/seqmnist" not in launch.stderr and "timed out" not in launch.stderr.lower()
+
+
+def test_a_trial_whose_folder_rank_0_refuses_fails_on_every_rank_and_the_job_goes_on(
+    write_spec, tmp_path
+):
+    """A stray file in one trial's folder: that trial fails, the next is trained by both."""
+    from seqmnist.sweep.worker import run_name
+
+    spec, out = write_spec(GRID, seeds=(0,), steps=10), tmp_path / "job"
+    blocked = out / "runs" / run_name({"train.lr": 0.003}, 0)
+    blocked.mkdir(parents=True)
+    (blocked / "notes.txt").write_text("not a run")
+    launch = subprocess.run(
+        [*TORCHRUN, "-m", "seqmnist", "sweep", "run", str(spec), "--out", str(out)],
+        capture_output=True, text=True, timeout=180, env=ENV_ONE_THREAD,
+    )  # fmt: skip
+    assert launch.returncode == 0, launch.stderr
+    states = {t.params["train.lr"]: t.state.name for t in trials(out)}
+    assert states == {0.003: "FAIL", 0.01: "COMPLETE"}

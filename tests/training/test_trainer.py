@@ -120,13 +120,23 @@ def test_one_cycle_schedule_copes_with_very_short_runs(stripes_dir, steps):
     assert result.summary["steps"] == steps
 
 
-def test_two_runs_training_at_once_in_threads_each_get_their_own_result(stripes_dir):
+def test_two_runs_training_at_once_in_threads_each_get_their_own_result(stripes_dir, monkeypatch):
     """Two runs can share a process: no signal handlers, no global seed of their own."""
     import threading
+    import time
+
+    import seqmnist.training.trainer as trainer
 
     configs = [tiny_config(stripes_dir, steps=20, seed=seed) for seed in (3, 4)]
     alone = [train(config, progress=False).model.state_dict() for config in configs]
     together: dict[int, dict] = {}
+    build = trainer.build_model
+
+    def slow_build(*args, **kwargs):
+        time.sleep(0.2)  # between seeding and drawing: the other run would reseed here
+        return build(*args, **kwargs)
+
+    monkeypatch.setattr(trainer, "build_model", slow_build)
 
     def run(index: int) -> None:
         together[index] = train(configs[index], progress=False).model.state_dict()
@@ -136,5 +146,8 @@ def test_two_runs_training_at_once_in_threads_each_get_their_own_result(stripes_
         thread.start()
     for thread in threads:
         thread.join()
+    # Equal up to rounding: two runs at once share torch's intra-op threads, which
+    # then split (and so sum) some work differently; a different init differs by far more.
     for index, weights in enumerate(alone):
-        assert all(torch.equal(weights[name], together[index][name]) for name in weights)
+        for name, tensor in weights.items():
+            assert (tensor - together[index][name]).abs().max().item() < 1e-4, name

@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     saved_handlers = stop_signal_handlers()
     raise_on_sigterm()
     args = None
-    succeeded = False
+    together = False  # whether every torchrun rank ends here as this one does
     try:
         args = build_parser().parse_args(argv)
         # Under torchrun every process runs this; rank 0 alone says what goes on.
@@ -80,7 +80,8 @@ def main(argv: list[str] | None = None) -> int:
         preload(modules)
         with _flushed_if_computing(modules):
             status = args.handler(args) or 0
-        succeeded = status == 0
+        # Finished, or stopped by a signal at one step on every rank: all leave together.
+        together = status in (0, 128 + signal.SIGINT, 128 + signal.SIGTERM)
         return status
     except SeqmnistError as error:
         print(f"seqmnist: error: {one_line(error)}", file=sys.stderr)
@@ -119,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         # Under torchrun: its threads end before the interpreter does. After a failed
         # collective this may fail too; the command's own line has been said already.
         with contextlib.suppress(Exception):
-            leave_process_group(together=succeeded)
+            leave_process_group(together=together)
 
 
 def _flushed_if_computing(modules) -> contextlib.AbstractContextManager:

@@ -41,7 +41,8 @@ class Followers:
             self._send({"job": job})
 
     def stopped_with_us(self) -> None:
-        """The trial's training stopped on every rank at once: none is listening now."""
+        """The trial's training ended where the others are not listening: every rank
+        stopped at once and left, or this rank failed alone (the job then ends)."""
         self.listening = False
 
     @contextlib.contextmanager
@@ -57,7 +58,9 @@ class Followers:
         finally:
             if self.listening:
                 self.listening = False
-                self._send({"end": status})
+                # While another error is on its way out, its line is the one to say.
+                with contextlib.suppress(Exception) if status else contextlib.nullcontext():
+                    self._send({"end": status})
 
     def receive(self) -> dict[str, Any]:
         return self._send(None)

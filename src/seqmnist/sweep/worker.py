@@ -278,6 +278,11 @@ def _train(
     except TrainingInterrupted:
         followers.stopped_with_us()  # every rank stopped at this step, and left
         raise
+    except SeqmnistError:
+        raise  # every rank failed alike (agreed checks): they listen for the next trial
+    except BaseException:
+        followers.stopped_with_us()  # this rank alone: the others are not listening
+        raise
     return result.summary
 
 

@@ -16,7 +16,7 @@ from torch import nn
 
 from seqmnist.config import RunConfig
 from seqmnist.data import ImageSplits, load_dataset, resolve_data_dir
-from seqmnist.distributed import barrier, environment_ranks
+from seqmnist.distributed import Ranks, barrier, broadcast, environment_ranks
 from seqmnist.errors import RunError, SeqmnistError
 from seqmnist.evaluation import DeviceSplit, Evaluation, evaluate
 from seqmnist.files import atomic_write_json
@@ -70,13 +70,23 @@ def _own_random_state(function: Callable) -> Callable:
     A run seeds the global generator (weight initialisation and dropout draw
     from it, and its checkpoints save and restore it); forked, the caller's
     state is as it was, so runs in one process leave nothing to each other.
+    Taking and giving back the state happen under the lock a run seeds and
+    builds its model under, so one run's ending never lands inside another's
+    initialisation.
     """
 
     @functools.wraps(function)
     def forked(*args, **kwargs):
-        devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
-        with torch.random.fork_rng(devices=devices):
+        cuda = torch.cuda.is_available()
+        with _INITIALISING:
+            saved = torch.get_rng_state(), torch.cuda.get_rng_state_all() if cuda else []
+        try:
             return function(*args, **kwargs)
+        finally:
+            with _INITIALISING:
+                torch.set_rng_state(saved[0])
+                if cuda:
+                    torch.cuda.set_rng_state_all(saved[1])
 
     return forked
 
@@ -112,11 +122,13 @@ def train(
     called = time.perf_counter()
     if resume and out_dir is None:
         raise ValueError("resume needs the run directory as out_dir")
-    # Under torchrun, rank 0 alone writes the run folder; the others read its checkpoints.
-    main = runtime.ranks.is_main if runtime is not None else environment_ranks().is_main
+    ranks = runtime.ranks if runtime is not None else environment_ranks()
+    if ranks.distributed:  # joined first, so every rank learns what rank 0 finds below
+        runtime = runtime or Runtime.for_training(config.train)
     # Checked before any work, so a refused folder costs nothing and loses nothing.
-    run_dir = _check_run_dir(out_dir, resume, overwrite) if main else _path(out_dir)
+    run_dir = _agreed_run_dir(out_dir, resume, overwrite, ranks)
     runtime = runtime or Runtime.for_training(config.train)
+    main = ranks.is_main
     if splits is None:
         splits = load_dataset(
             config.data.dataset, config.data.data_dir, config.data.validation_size
@@ -193,6 +205,24 @@ def train(
         summary["checksums"] = {WEIGHTS_FILE: save_weights(run_dir / WEIGHTS_FILE, model, info)}
         atomic_write_json(run_dir / SUMMARY_FILE, summary)
     return TrainResult(config, run_dir, model, info, validation, test, summary)
+
+
+def _agreed_run_dir(
+    out_dir: Path | str | None, resume: bool, overwrite: bool, ranks: Ranks
+) -> Path | None:
+    """The run folder, checked by rank 0 (under torchrun it alone writes it); a refusal
+    is raised on every rank, so none goes on to wait for the others."""
+    refusal = None
+    run_dir = _path(out_dir)
+    if ranks.is_main:
+        try:
+            run_dir = _check_run_dir(out_dir, resume, overwrite)
+        except RunError as error:
+            refusal = str(error)
+    refusal = broadcast(refusal, ranks)
+    if refusal is not None:
+        raise RunError(refusal)
+    return run_dir
 
 
 def _path(out_dir: Path | str | None) -> Path | None:
