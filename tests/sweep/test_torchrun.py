@@ -1,11 +1,12 @@
 """A sweep worker as a torchrun job: rank 0 takes each trial, both processes train it."""
 
 import json
+import signal
 import subprocess
 import sys
 
 import pytest
-from conftest import ENV_ONE_THREAD, finish, runs_of, trials, worker
+from conftest import ENV_ONE_THREAD, finish, runs_of, trials, wait_for, worker
 
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
 GRID = '[grid]\n"train.lr" = [0.003, 0.01]\n'
@@ -109,3 +110,20 @@ def test_a_trial_whose_folder_rank_0_refuses_fails_on_every_rank_and_the_job_goe
     assert launch.returncode == 0, launch.stderr
     states = {t.params["train.lr"]: t.state.name for t in trials(out)}
     assert states == {0.003: "FAIL", 0.01: "COMPLETE"}
+
+
+def test_ctrl_c_stops_the_job_at_one_checkpoint_and_the_sweep_goes_on(write_spec, tmp_path):
+    spec, out = write_spec(GRID, seeds=(0,), steps=1500), tmp_path / "job"
+    launch = subprocess.Popen(
+        [*TORCHRUN, "-m", "seqmnist", "sweep", "run", str(spec), "--out", str(out)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV_ONE_THREAD,
+    )  # fmt: skip
+    wait_for(lambda: list((out / "runs").glob("*/checkpoints/step-*.json")), what="a checkpoint")
+    launch.send_signal(signal.SIGINT)  # torchrun passes it to both processes
+    status, _, errors = finish(launch, timeout=120)
+    assert status != 0
+    assert errors.count("continue the sweep with: seqmnist sweep run") == 1, errors  # rank 0's
+    # The stopped trial runs again from its checkpoint; nothing is lost or run twice.
+    status, _, errors = finish(worker(spec, out), timeout=400)
+    assert status == 0, errors
+    assert len(runs_of(trials(out))) == 2 == len(set(runs_of(trials(out))))
