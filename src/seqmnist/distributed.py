@@ -96,14 +96,15 @@ def all_max(values: list[int], ranks: Ranks, device: torch.device) -> list[int]:
     return [int(value) for value in tensor.tolist()]
 
 
-def broadcast(value: object, ranks: Ranks) -> object:
-    """Rank 0's ``value``, on every rank (a plain object: pickled on the way)."""
+def broadcast(value: object, ranks: Ranks, group=None) -> object:
+    """Rank 0's ``value``, on every rank (a plain object: pickled on the way), over
+    ``group`` (default: the launch's own)."""
     if not ranks.distributed:
         return value
     import torch.distributed as dist
 
     holder = [value]
-    dist.broadcast_object_list(holder, src=0)
+    dist.broadcast_object_list(holder, src=0, group=group)
     return holder[0]
 
 

@@ -176,7 +176,7 @@ def test_with_dropout_a_resumed_launch_equals_one_that_never_stopped(stripes_dir
     assert stopped.returncode == 0, stopped.stderr
     assert "at step 20" in stopped.stdout and not (parts / "summary.json").exists()
     # Each process draws its own dropout masks for its own slice of the batch.
-    states = [torch.load(f"{parts}-rng-{rank}.pt") for rank in (0, 1)]
+    states = [torch.load(f"{parts}-rng-{rank}.pt", weights_only=True) for rank in (0, 1)]
     assert not torch.equal(*states)
     resumed = train([*TORCHRUN, "-m", "seqmnist", "train", "--resume", str(parts), "--no-progress"])
     assert resumed.returncode == 0, resumed.stderr

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from seqmnist.config import RunConfig
-from seqmnist.distributed import Ranks
+from seqmnist.distributed import Ranks, broadcast
 from seqmnist.errors import SeqmnistError, TrainingInterrupted
 from seqmnist.training import StopRequests
 from seqmnist.training import train as train_config
@@ -66,11 +66,7 @@ class Followers:
         return self._send(None)
 
     def _send(self, message: dict[str, Any] | None) -> dict[str, Any]:
-        import torch.distributed as dist
-
-        holder = [message]
-        dist.broadcast_object_list(holder, src=0, group=self._group)
-        return holder[0]
+        return broadcast(message, self.ranks, self._group)
 
 
 def follow_trials(followers: Followers, stop: StopRequests | None) -> int:

@@ -22,17 +22,16 @@ class StopRequests:
 
     A second signal changes nothing (a checkpoint being written is never cut
     short). The previous handlers come back on exit. Signal handlers can only
-    be set from the main thread; elsewhere (or with ``enabled`` false) entering
-    installs nothing, and ``request`` is the way to ask a run to stop.
+    be set from the main thread; elsewhere entering installs nothing, and
+    ``request`` is the way to ask a run to stop.
     """
 
-    def __init__(self, enabled: bool = True) -> None:
-        self.enabled = enabled
+    def __init__(self) -> None:
         self.received: int | None = None  # the first signal's number
         self._previous: dict[int, object] = {}
 
     def __enter__(self) -> StopRequests:
-        if self.enabled and threading.current_thread() is threading.main_thread():
+        if threading.current_thread() is threading.main_thread():
             self._previous = {
                 number: signal.signal(number, self._handle) for number in STOP_SIGNALS
             }

@@ -71,7 +71,6 @@ class TrainingLoop:
                                  config, runtime)  # fmt: skip
         if self.ranks.rank > 0:  # after the model's init, which every rank shares
             torch.manual_seed(rank_seed(config.seed, self.ranks.rank))
-        self.saved_rng: list[Any] = []  # every rank's random state at the last save
         # The data order has its own generator so it does not shift with dropout or init.
         self.order_generator = torch.Generator().manual_seed(config.seed)
         self.batch_size = min(config.batch_size, len(train_split))
@@ -207,8 +206,8 @@ class TrainingLoop:
         # Accumulated on the device; on a GPU it is read only at records and checkpoints,
         # so the check adds no synchronisation to a step.
         self.all_finite &= torch.isfinite(loss)
-        if self.device.type == "cpu":
-            self._verify_finite()
+        if self.device.type == "cpu" and not self.ranks.distributed:
+            self._verify_finite()  # (under torchrun: agreed in _stop_if_requested's reduction)
 
     def _verify_finite(self, weights: bool = False) -> None:
         """Stop with TrainingDiverged if a loss since the last check (or a weight) is NaN or inf."""
@@ -253,20 +252,26 @@ class TrainingLoop:
             return
         self._verify_finite(weights=True)  # a checkpoint never holds NaN
         # Each rank's own dropout state, so a resume goes on with every rank's draws.
-        self.saved_rng = gather(_random_state(self.device), self.ranks)
+        rank_rng = gather(_random_state(self.device), self.ranks)
         if self.ranks.is_main:  # the others' states are the same: rank 0 writes for all
-            self.last_checkpoint = self.checkpoints.save(self.step, self.state())
+            self.last_checkpoint = self.checkpoints.save(self.step, self.state(rank_rng))
         else:
             self.last_checkpoint = self.checkpoints.path_for(self.step)
         self.saved_step = self.step
 
     def _stop_if_requested(self) -> None:
         # Every process stops at the same step, whichever of them had the signal, or
-        # whichever's callback asked (a sweep's pruner runs on rank 0 alone).
+        # whichever's callback asked (a sweep's pruner runs on rank 0 alone), or whichever
+        # saw a loss go NaN (on the CPU, where each step is checked): one reduction a step.
         mine = self.stop_requests.received if self.stop_requests is not None else None
-        received, callback_stop = all_max(
-            [mine or 0, int(self.log.stop_reason is not None)], self.ranks, self.device
-        )
+        unchecked = self.ranks.distributed and self.device.type == "cpu"
+        received, callback_stop, diverged = all_max(
+            [mine or 0, int(self.log.stop_reason is not None),
+             int(unchecked and not bool(self.all_finite))],
+            self.ranks, self.device,
+        )  # fmt: skip
+        if diverged:
+            self._verify_finite()  # raises on every rank
         if callback_stop and self.log.stop_reason is None:
             self.log.stop_reason = "another process's callback asked to stop"
             self.stopped_at = self.step
@@ -286,7 +291,7 @@ class TrainingLoop:
             received,
         )
 
-    def state(self) -> dict[str, Any]:
+    def state(self, rank_rng: list[Any]) -> dict[str, Any]:
         """Everything a resumed run needs to go on exactly as this one would."""
         best = self.best_validation
         return {
@@ -297,7 +302,7 @@ class TrainingLoop:
             "torch_rng": torch.get_rng_state(),  # dropout on the CPU
             "cuda_rng": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else [],
             # Under torchrun, every rank's (CPU state, CUDA state or None), in rank order.
-            "rank_rng": self.saved_rng if self.ranks.distributed else [],
+            "rank_rng": rank_rng if self.ranks.distributed else [],
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "schedule": self.schedule.state_dict() if self.schedule is not None else None,
