@@ -32,19 +32,22 @@ train: setup
 		$(BIN)/seqmnist train --preset default --out "$(RUN)"; \
 	fi
 
-# Two tests need Debian packages: the page's browser test drives Chromium through
-# Playwright (Playwright's own browser download needs the internet), and a sweep
-# test runs two workers on a real PostgreSQL server. They are installed here where
-# missing and this user can (root with apt-get); elsewhere those tests skip and say why.
-SYSTEM_PACKAGES := chromium fonts-liberation postgresql
+# Some tests need Debian packages: the page's browser test drives Chromium through
+# Playwright (Playwright's own browser download needs the internet), a sweep test
+# runs two workers on a real PostgreSQL server, and the native CPU kernels
+# (model/native) are built by a C++ compiler. They are installed here where missing
+# and this user can (root with apt-get); elsewhere those tests skip and say why
+# (without a compiler seqmnist runs its slower Python loops instead).
+SYSTEM_PACKAGES := chromium fonts-liberation postgresql g++
 system-packages:
 	@missing=""; \
 	[ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
 	[ -d /usr/share/fonts/truetype/liberation ] || missing="$$missing fonts-liberation"; \
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	command -v c++ >/dev/null || missing="$$missing g++"; \
 	if [ -n "$$missing" ]; then \
 		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-			echo "installing$$missing for the browser and PostgreSQL tests"; \
+			echo "installing$$missing for the browser, PostgreSQL and native-kernel tests"; \
 			(apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
 				apt-get install -y -qq $$missing >/dev/null) \
 				|| echo "could not install$$missing: the tests that need them will skip"; \

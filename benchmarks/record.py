@@ -20,7 +20,7 @@ from pathlib import Path
 from seqmnist.cli import build_parser
 from seqmnist.cli.bench import measure, measure_cells
 from seqmnist.errors import SeqmnistError
-from seqmnist.runtime import denormals_flushed_for_command
+from seqmnist.runtime import process_settings_for_command
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -30,7 +30,7 @@ def main() -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     try:
-        with denormals_flushed_for_command():  # as every seqmnist command runs
+        with process_settings_for_command():  # as every seqmnist command runs
             result = measure_cells(args) if args.cells is not None else measure(args)
     except SeqmnistError as error:  # one line, as `seqmnist bench` prints it
         print(f"record.py: error: {error}", file=sys.stderr)

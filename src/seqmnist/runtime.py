@@ -23,6 +23,7 @@ from typing import Any
 
 import torch
 
+from seqmnist.allocation import heap_kept_for_command
 from seqmnist.config import PRECISIONS
 from seqmnist.distributed import ONE_PROCESS, Ranks, environment_ranks, join
 from seqmnist.errors import ConfigError
@@ -83,6 +84,14 @@ class Runtime:
             "denormals_flushed": denormals_flushed(),
             "world_size": self.ranks.world_size,
         }
+
+
+@contextlib.contextmanager
+def process_settings_for_command() -> Iterator[None]:
+    """What every command that computes runs under: subnormals flushed (below) and
+    the memory it frees kept for its next steps (allocation.py)."""
+    with heap_kept_for_command(), denormals_flushed_for_command():
+        yield
 
 
 @contextlib.contextmanager

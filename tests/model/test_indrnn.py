@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
+from native_kernels import native_expected
 from torch import nn
 
 from seqmnist.model.core import Bidirectional, CoreError, run_stepwise
@@ -22,6 +23,7 @@ from seqmnist.model.indrnn import (
 from seqmnist.model.options import IndRNNOptions
 from seqmnist.model.registry import LayerSpec
 
+COMPILED = (False, True) if native_expected() else (False,)  # the Python loops, the compiled ones
 LENGTHS = st.one_of(st.integers(1, 40), st.integers(41, 784))
 
 
@@ -44,7 +46,10 @@ def gradients(output: torch.Tensor, inputs, weights: torch.Tensor) -> list[torch
     seed=st.integers(0, 2**16),
 )
 @example(steps=784, batch=3, hidden=4, bound=2 ** (1 / 784), seed=0)  # the pixel view's length
-def test_fast_recurrence_equals_the_loop_in_values_and_gradients(steps, batch, hidden, bound, seed):
+@pytest.mark.parametrize("compiled", COMPILED)
+def test_fast_recurrence_equals_the_loop_in_values_and_gradients(
+    compiled, steps, batch, hidden, bound, seed
+):
     generator = torch.Generator().manual_seed(seed)
     a = torch.randn(steps, batch, hidden, generator=generator, dtype=torch.float64)  # (T, B, H)
     a.requires_grad_()
@@ -52,21 +57,22 @@ def test_fast_recurrence_equals_the_loop_in_values_and_gradients(steps, batch, h
     u = (2 * torch.rand(hidden, generator=generator, dtype=torch.float64) - 1) * bound
     u.requires_grad_()
     weights = torch.randn(steps, batch, hidden, generator=generator, dtype=torch.float64)
-    fast = indrnn_recurrence(a, u)
+    fast = indrnn_recurrence(a, u, compiled)
     slow = indrnn_loop(a, u)
     torch.testing.assert_close(fast, slow, rtol=1e-12, atol=1e-12)
     for ours, theirs in zip(gradients(fast, (a, u), weights), gradients(slow, (a, u), weights)):
         torch.testing.assert_close(ours, theirs, rtol=1e-10, atol=1e-10)
 
 
-def test_gradients_decaying_into_subnormal_floats_are_flushed_to_zero():
+@pytest.mark.parametrize("compiled", COMPILED)
+def test_gradients_decaying_into_subnormal_floats_are_flushed_to_zero(compiled):
     # With u = 0.5 the gradient reaching step t from the last is 0.5**(T - t):
     # subnormal after 126 steps in float32, where the loop keeps computing with it.
     a = torch.ones(200, 2, 3, requires_grad=True)  # (T, B, H), every unit active
     u = torch.full((3,), 0.5, requires_grad=True)
     weights = torch.zeros(200, 2, 3)
     weights[-1] = 1.0  # the loss reads the last step only
-    fast, _ = gradients(indrnn_recurrence(a, u), (a, u), weights)
+    fast, _ = gradients(indrnn_recurrence(a, u, compiled), (a, u), weights)
     slow, _ = gradients(indrnn_loop(a, u), (a, u), weights)
     tiny = torch.finfo(torch.float32).tiny
     assert bool(((slow != 0) & (slow.abs() < tiny)).any())  # the loop's are subnormal
@@ -74,11 +80,12 @@ def test_gradients_decaying_into_subnormal_floats_are_flushed_to_zero():
     torch.testing.assert_close(fast, slow, rtol=0, atol=tiny)
 
 
-def test_fast_recurrence_passes_gradcheck():
+@pytest.mark.parametrize("compiled", COMPILED)
+def test_fast_recurrence_passes_gradcheck(compiled):
     generator = torch.Generator().manual_seed(0)
     a = torch.randn(9, 2, 3, generator=generator, dtype=torch.float64, requires_grad=True)
     u = torch.tensor([-0.9, 0.5, 1.1], dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradcheck(indrnn_recurrence, (a, u))
+    assert torch.autograd.gradcheck(lambda a, u: indrnn_recurrence(a, u, compiled), (a, u))
 
 
 @settings(max_examples=12, deadline=None)

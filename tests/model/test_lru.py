@@ -8,6 +8,7 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from native_kernels import cpu_methods
 
 from seqmnist.model.core import run_stepwise
 from seqmnist.model.lru import LRU, LRUCore, build
@@ -26,7 +27,7 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-METHODS = ("sequential", "chunked", "loop")  # "auto" is sequential on a CPU
+METHODS = cpu_methods("sequential", "chunked", "loop")  # "auto" is one of these on a CPU
 
 
 def _core(input_size, hidden_size, state_size=None, seed=0, **options) -> LRUCore:

@@ -1,15 +1,20 @@
 """Every method in model/scan.py against the plain loop, in values and gradients."""
 
 import math
+import os
+import subprocess
+import sys
 
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from native_kernels import cpu_methods, native_expected
 
+from seqmnist.model import native
 from seqmnist.model.scan import choose_method, linear_recurrence, log_linear_recurrence
 
-FAST_METHODS = ("sequential", "chunked")
+FAST_METHODS = cpu_methods("sequential", "chunked")
 TIGHT = {"rtol": 1e-10, "atol": 1e-12}
 
 
@@ -119,9 +124,54 @@ def test_float32_stays_finite_at_784_steps_with_large_inputs_and_unit_coefficien
     assert torch.isfinite(a.grad).all() and torch.isfinite(b.grad).all()
 
 
-def test_auto_is_the_sequential_loop_on_a_cpu_and_chunked_elsewhere():
-    assert choose_method(784, torch.device("cpu")) == "sequential"
+def test_auto_is_the_native_kernel_on_a_cpu_where_it_builds_and_chunked_elsewhere():
+    on_cpu = "native" if native.available() else "sequential"
+    assert choose_method(784, torch.device("cpu")) == on_cpu
     assert choose_method(28, torch.device("cuda")) == "chunked"
+
+
+def test_the_native_kernel_builds_where_a_compiler_and_ninja_are():
+    if not native_expected():
+        pytest.skip("no C++ compiler or ninja here (or SEQMNIST_NATIVE=0): the Python loop runs")
+    assert native.available(), native.unavailable_reason()
+
+
+def test_turned_off_the_native_kernel_is_not_loaded_and_auto_takes_the_python_loop():
+    probe = (
+        "import torch; from seqmnist.model import native, scan; "
+        "print(native.available(), scan.choose_method(784, torch.device('cpu')))"
+    )
+    env = {**os.environ, native.DISABLE_ENV: "0"}
+    result = subprocess.run(
+        [sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["False", "sequential"]
+    assert result.stderr == ""  # turned off on purpose: no warning
+
+
+def test_a_kernel_that_cannot_be_built_is_one_warning_and_the_python_loop_runs():
+    probe = (
+        "import torch; from seqmnist.model import native, scan; "
+        "print(native.available(), scan.choose_method(784, torch.device('cpu'))); "
+        "b = torch.ones(1, 3, 2); print(scan.linear_recurrence(torch.full((2,), 0.5), b).sum().item())"
+    )
+    env = {**os.environ, "XDG_CACHE_HOME": "/proc/seqmnist-test"}  # no build folder can be made
+    env.pop(native.DISABLE_ENV, None)
+    result = subprocess.run(
+        [sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["False", "sequential", str(2 * (1 + 1.5 + 1.75))]
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "native CPU kernels are not available" in lines[0], result.stderr
+
+
+def test_the_native_kernel_refuses_other_devices_in_one_line():
+    with pytest.raises(ValueError, match="runs on the CPU"):
+        linear_recurrence(
+            torch.zeros(3, device="meta"), torch.zeros(1, 2, 3, device="meta"), method="native"
+        )
 
 
 @pytest.mark.parametrize(

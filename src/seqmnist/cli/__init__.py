@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr)
         modules = getattr(args, "preload", PRELOAD)
         preload(modules)
-        with _flushed_if_computing(modules):
+        with _settings_if_computing(modules):
             status = args.handler(args) or 0
         # Finished, or stopped by a signal at one step on every rank: all leave together.
         together = status in (0, 128 + signal.SIGINT, 128 + signal.SIGTERM)
@@ -123,13 +123,13 @@ def main(argv: list[str] | None = None) -> int:
             leave_process_group(together=together)
 
 
-def _flushed_if_computing(modules) -> contextlib.AbstractContextManager:
-    """Subnormals flushed for a command that computes (one that loads torch; see runtime.py)."""
+def _settings_if_computing(modules) -> contextlib.AbstractContextManager:
+    """The process settings of a command that computes (one that loads torch; see runtime.py)."""
     if "torch" not in modules:
         return contextlib.nullcontext()
-    from seqmnist.runtime import denormals_flushed_for_command
+    from seqmnist.runtime import process_settings_for_command
 
-    return denormals_flushed_for_command()
+    return process_settings_for_command()
 
 
 def _out_of_memory(error: BaseException) -> bool:

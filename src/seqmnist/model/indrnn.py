@@ -22,6 +22,10 @@ but torch.jit.script is deprecated in torch 2.13 and re-specialises for every
 new shape, which took a 12-example test from 1 s to 40 s); a backward built
 from whole-sequence passes (mask, carry, einsum for dL/du), 2x slower at 784
 steps, where each pass goes out to memory while a step's slices stay in cache.
+On a CPU where they could be built, the same two loops run compiled
+(native/indrnn.cpp: one call each way, split over the batch), which
+``compiled_loops_take`` decides; the Python loops remain for other devices
+and dtypes and are tested alike.
 ``indrnn_loop`` is the plain loop: the sequential reference of the tests, and
 what the ONNX tracer unrolls (it records the loop, not a Python Function).
 
@@ -57,6 +61,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from seqmnist.model import native
 from seqmnist.model.core import Bidirectional, RecurrentCore, State
 from seqmnist.model.options import IndRNNOptions
 
@@ -139,25 +144,48 @@ class _Recurrence(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, a: torch.Tensor, u: torch.Tensor, steps: int) -> torch.Tensor:
-        _forward_loop(a.view(steps, -1, a.shape[-1]), u)  # (T, B, H), in a's memory
+    def forward(ctx, a: torch.Tensor, u: torch.Tensor, steps: int, compiled: bool) -> torch.Tensor:
+        a_steps = a.view(steps, -1, a.shape[-1])  # (T, B, H), in a's memory
+        ctx.native = compiled
+        if compiled:
+            native.indrnn_forward(a_steps, u)
+        else:
+            _forward_loop(a_steps, u)
         ctx.mark_dirty(a)
         ctx.save_for_backward(a, u)
         ctx.steps = steps
         return a
 
     @staticmethod
-    def backward(ctx, grad_h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, None]:
+    def backward(ctx, grad_h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, None, None]:
         h, u = ctx.saved_tensors
         h_steps = h.view(ctx.steps, -1, h.shape[-1])  # (T, B, H)
         grad_steps = grad_h.reshape(h_steps.shape)  # (T, B, H), a view where it can be
-        g, grad_u = _backward_loop(h_steps, grad_steps, u, torch.finfo(h.dtype).tiny)
-        return g.view(h.shape), grad_u, None
+        if ctx.native:
+            g, grad_u = native.indrnn_backward(h_steps, grad_steps, u)
+        else:
+            g, grad_u = _backward_loop(h_steps, grad_steps, u, torch.finfo(h.dtype).tiny)
+        return g.view(h.shape), grad_u, None, None
 
 
-def indrnn_recurrence(a: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-    """The fast path: h_t = relu(a_t + u * h_{t-1}) from h_{-1} = 0; a (T, B, H) -> h (T, B, H)."""
-    return _Recurrence.apply(a.clone(), u.to(a.dtype), a.shape[0])
+def compiled_loops_take(a: torch.Tensor) -> bool:
+    """Whether the compiled loops (native/indrnn.cpp) run for ``a``: float32 or 64 on a CPU where
+    they could be built. They compute what the Python loops do, about 2x faster (see below)."""
+    return (
+        a.device.type == "cpu" and a.dtype in (torch.float32, torch.float64) and native.available()
+    )
+
+
+def indrnn_recurrence(
+    a: torch.Tensor, u: torch.Tensor, compiled: bool | None = None
+) -> torch.Tensor:
+    """The fast path: h_t = relu(a_t + u * h_{t-1}) from h_{-1} = 0; a (T, B, H) -> h (T, B, H).
+
+    ``compiled`` picks the compiled loops or the Python ones; None: compiled where they run.
+    """
+    if compiled is None:
+        compiled = compiled_loops_take(a)
+    return _Recurrence.apply(a.clone(), u.to(a.dtype), a.shape[0], compiled)
 
 
 def indrnn_loop(a: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
@@ -209,7 +237,8 @@ class IndRNN(RecurrentCore):
         else:
             # Written over a, which nothing else reads: a fresh (T, B, H) output
             # costs a page fault for every 4 KiB at 784 steps.
-            h = _Recurrence.apply(a, u.to(a.dtype), steps).view(steps, batch, -1)  # (T, B, H)
+            compiled = compiled_loops_take(a)
+            h = _Recurrence.apply(a, u.to(a.dtype), steps, compiled).view(steps, batch, -1)
         if self.norm is not None:
             h = self.norm(h.reshape(-1, self.output_size)).view_as(h)  # (T*B, H) -> (T, B, H)
         h = h.transpose(0, 1)  # (B, T, H), still time-major in memory for the next layer

@@ -9,6 +9,9 @@ the same numbers up to rounding; they differ only in how the work is laid out:
 - ``sequential``: the same loop with a hand-written backward (itself a linear
   recurrence run backwards), so autograd records one node instead of 2T.
   T small elementwise operations; the cheapest on a CPU at every length.
+- ``native``: the same loop compiled (model/native/scan.cpp): the whole
+  recurrence in one call, split over the batch across torch's threads. CPU
+  only, and only where the kernel could be built; the CPU's choice then.
 - ``chunked``: time cut into chunks of about sqrt(T) steps; the loop runs
   inside all chunks at once, a second loop carries each chunk's final state
   into the next, and the first loop runs again from the true entering
@@ -33,7 +36,9 @@ from collections.abc import Callable
 
 import torch
 
-METHODS = ("auto", "loop", "sequential", "chunked")
+from seqmnist.model import native
+
+METHODS = ("auto", "loop", "sequential", "native", "chunked")
 
 # On a CPU the sequential loop wins at every length measured: forward and
 # backward, batch 128, 64 units, one thread of the 2-core Xeon, in ms,
@@ -48,8 +53,16 @@ METHODS = ("auto", "loop", "sequential", "chunked")
 # threads its large operations also wait on OpenMP whenever the other core is
 # busy (784 steps, real: 72 ms sequential, 962 ms chunked). In whole models
 # (3 blocks, ~80k parameters, training steps) sequential was as fast or
-# faster: LRU at 784 steps 115 against 103 samples/s. On a GPU every
-# operation costs a launch, so the fewest operations win: chunked.
+# faster: LRU at 784 steps 115 against 103 samples/s. The native kernel is
+# that loop without a dispatch per step: forward only, batch 128, 64 units,
+# 2 threads, the Xeon again, in ms,
+#     steps               28    784
+#     real, a per step   0.31   15.8   sequential
+#                        0.05    2.6   native
+#     complex, a fixed   0.54   41.2   sequential
+#                        0.16   18.4   native
+# so a CPU takes it wherever it could be built. On a GPU every operation
+# costs a launch, so the fewest operations win: chunked.
 
 Engine = Callable[..., torch.Tensor]  # (a, b, h0, reverse=False) -> h
 
@@ -75,7 +88,7 @@ def linear_recurrence(
         return _loop(a, b, h0)
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
-    engine = _sequential if method == "sequential" else _chunked
+    engine = _ENGINES[method]
     inputs = (a, b) if h0 is None else (a, b, h0)
     if torch.is_grad_enabled() and any(tensor.requires_grad for tensor in inputs):
         return _LinearRecurrence.apply(a, b, h0, engine)
@@ -84,7 +97,9 @@ def linear_recurrence(
 
 def choose_method(steps: int, device: torch.device) -> str:
     """The cheapest exact method for ``steps`` time steps on ``device`` (measured above)."""
-    return "sequential" if device.type == "cpu" else "chunked"
+    if device.type != "cpu":
+        return "chunked"
+    return "native" if native.available() else "sequential"
 
 
 def log_linear_recurrence(
@@ -250,6 +265,27 @@ def _chunked(
     return out.reshape(batch, chunks * length, *state)[:, :steps]  # (B, T, *S)
 
 
+def _native(
+    a: torch.Tensor, b: torch.Tensor, h0: torch.Tensor | None, reverse: bool = False
+) -> torch.Tensor:
+    if b.device.type != "cpu":
+        raise ValueError(
+            f"the native scan runs on the CPU; use method 'chunked' on {b.device.type}"
+        )
+    if not native.available():
+        raise ValueError(
+            f"the native scan kernel is not available ({native.unavailable_reason()}); "
+            "use method 'sequential', which computes the same"
+        )
+    if b.dtype not in _NATIVE_DTYPES:  # half precisions: the kernel is compiled for these four
+        return _sequential(a, b, h0, reverse)
+    return native.linear_recurrence(a, b, h0, reverse)
+
+
+_NATIVE_DTYPES = (torch.float32, torch.float64, torch.complex64, torch.complex128)
+_ENGINES: dict[str, Engine] = {"sequential": _sequential, "native": _native, "chunked": _chunked}
+
+
 class _LinearRecurrence(torch.autograd.Function):
     """Any engine with a hand-written backward, so autograd stores h and a, not a graph of 2T nodes.
 
@@ -272,6 +308,15 @@ class _LinearRecurrence(torch.autograd.Function):
     def backward(ctx, grad_h):
         a, h, h0 = ctx.saved_tensors
         varying = a.dim() == h.dim()
+        if ctx.engine is _native and h.dtype in _NATIVE_DTYPES:
+            # the same formulas in one compiled pass (native/scan.cpp)
+            grad_b, grad_a = native.linear_recurrence_backward(
+                a, h, h0, grad_h, ctx.needs_input_grad[0]
+            )
+            grad_h0 = None
+            if h0 is not None and ctx.needs_input_grad[2]:
+                grad_h0 = grad_b[:, 0] * (a[:, 0] if varying else a).conj()
+            return grad_a, grad_b, grad_h0, None
         # conj once here, not inside every step (a lazy conj is resolved per use)
         grad_b = ctx.engine(a.conj().resolve_conj(), grad_h, None, reverse=True)  # (B, T, *S): G
         grad_a = grad_h0 = None

@@ -1,0 +1,169 @@
+"""seqmnist's compiled CPU kernels, built on first use by PyTorch's C++ extension tools.
+
+Two recurrences whose loop over time runs as one call instead of a few small
+torch operations a step: ``linear_recurrence`` (scan.cpp), h_t = a_t *
+h_{t-1} + b_t for LRU, minGRU and minLSTM, and ``indrnn_forward`` /
+``indrnn_backward`` (indrnn.cpp), h_t = relu(a_t + u * h_{t-1}). It is built once per torch version
+and source into ``<cache>/seqmnist/native`` (10-30 s; it needs a C++
+compiler, as every PyTorch C++ extension does, and ninja, a dependency) and loaded from
+there afterwards. Where it cannot be built, or ``SEQMNIST_NATIVE=0``, callers
+get None and use the Python loop, which computes the same numbers more slowly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+
+logger = logging.getLogger("seqmnist")
+
+DISABLE_ENV = "SEQMNIST_NATIVE"  # "0": never build or load the kernels
+_SOURCES = tuple(Path(__file__).with_name(name) for name in ("scan.cpp", "indrnn.cpp"))
+_LOCK = threading.Lock()
+_loaded: bool | None = None  # None: not tried yet in this process
+_reason = ""  # why the kernels are not there, when they are not
+
+
+def linear_recurrence(
+    a: torch.Tensor, b: torch.Tensor, h0: torch.Tensor | None = None, reverse: bool = False
+) -> torch.Tensor:
+    """The compiled scan (model/scan.py's ``sequential`` engine, same arguments).
+
+    Like every kernel here it raises RuntimeError where ``available()`` is false."""
+    return _ops().linear_recurrence(a, b, h0, reverse)
+
+
+def linear_recurrence_backward(
+    a: torch.Tensor, h: torch.Tensor, h0: torch.Tensor | None, grad_h: torch.Tensor,
+    need_grad_a: bool,
+) -> tuple[torch.Tensor, torch.Tensor | None]:  # fmt: skip
+    """dL/db and dL/da of ``linear_recurrence(a, b, h0)`` given h and dL/dh, in one pass
+    (model/scan.py's _LinearRecurrence gives the formulas); dL/da None unless asked."""
+    grad_b, grad_a = _ops().linear_recurrence_backward(a, h, h0, grad_h, need_grad_a)
+    return grad_b, grad_a if need_grad_a else None
+
+
+def indrnn_forward(a: torch.Tensor, u: torch.Tensor) -> None:
+    """h_t = relu(a_t + u * h_{t-1}) written over ``a`` (T, B, H), contiguous; u (H)."""
+    _ops().indrnn_forward(a, u)
+
+
+def indrnn_backward(
+    h: torch.Tensor, grad_h: torch.Tensor, u: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """From h and dL/dh (T, B, H): dL/dz for z_t = a_t + u h_{t-1} (T, B, H), and dL/du (H)."""
+    return _ops().indrnn_backward(h, grad_h, u)
+
+
+def available() -> bool:
+    """Whether the compiled kernels are loaded, building them on the first call if need be."""
+    global _loaded, _reason
+    if _loaded is not None:
+        return _loaded
+    with _LOCK:
+        if _loaded is None:
+            try:
+                _load()
+                _loaded = True
+            except Exception as error:  # no compiler, no ninja, no cache folder, a failed build
+                _reason = f"{type(error).__name__}: {str(error).strip().splitlines()[0] if str(error).strip() else ''}"
+                if os.environ.get(DISABLE_ENV) != "0":
+                    logger.warning(
+                        "seqmnist: the native CPU kernels are not available (%s); "
+                        "using the Python loops, which compute the same more slowly", _reason,
+                    )  # fmt: skip
+                _loaded = False
+    return _loaded
+
+
+def _ops():
+    if not available():
+        raise RuntimeError(f"seqmnist's native kernels are not available ({_reason})")
+    return torch.ops.seqmnist
+
+
+def unavailable_reason() -> str:
+    """Why ``available()`` is false ('' when it is true or was not asked)."""
+    return _reason
+
+
+def _load() -> None:
+    if os.environ.get(DISABLE_ENV) == "0":
+        raise RuntimeError(f"{DISABLE_ENV}=0")
+    from torch.utils import cpp_extension
+
+    folder = _build_folder()
+    library = folder / "seqmnist_native.so"
+    if not library.exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        logger.info("seqmnist: building the native CPU kernels once (10-30 s) in %s", folder)
+    # load() rebuilds only when the source or flags changed, under a lock file
+    # in the folder, so processes starting together build it once. -fopenmp:
+    # at::parallel_for is a header template that splits work only when compiled
+    # with OpenMP; the library then shares torch's own libgomp (the same soname,
+    # loaded already), so there is one thread pool. No -march=native: the cache
+    # folder may outlive this CPU (a home folder moved to another machine).
+    with _ninja_on_path():
+        cpp_extension.load(
+            name="seqmnist_native",
+            sources=[str(source) for source in _SOURCES],
+            extra_cflags=["-O3", "-fopenmp"],
+            extra_ldflags=["-fopenmp"],
+            build_directory=str(folder),
+            is_python_module=False,
+            verbose=False,
+        )
+    _register_fake()
+
+
+@contextlib.contextmanager
+def _ninja_on_path() -> Iterator[None]:
+    """PyTorch's builder runs ``ninja`` from PATH; the ninja wheel (a dependency) puts it in
+    its own folder, which is on PATH only in an activated virtual environment."""
+    try:
+        import ninja
+    except ImportError:  # a system ninja may still be on PATH
+        yield
+        return
+    before = os.environ.get("PATH", "")
+    os.environ["PATH"] = os.pathsep.join((ninja.BIN_DIR, before)) if before else ninja.BIN_DIR
+    try:
+        yield
+    finally:
+        os.environ["PATH"] = before
+
+
+def _build_folder() -> Path:
+    digest = hashlib.sha256()
+    for source in _SOURCES:
+        digest.update(source.read_bytes())
+    source = digest.hexdigest()[:12]
+    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(cache) / "seqmnist" / "native" / f"torch-{torch.__version__}-{source}"
+
+
+def _register_fake() -> None:
+    # Shapes for torch.compile and meta tensors.
+    def backward_shapes(a, h, h0, grad_h, need_grad_a):
+        grad_a = torch.empty_like(a) if need_grad_a else h.new_empty(0)
+        return torch.empty_like(h), grad_a
+
+    fakes = {
+        "seqmnist::linear_recurrence": lambda a, b, h0, reverse: torch.empty_like(b),
+        "seqmnist::linear_recurrence_backward": backward_shapes,
+        "seqmnist::indrnn_forward": lambda a, u: None,
+        "seqmnist::indrnn_backward": lambda h, grad_h, u: (
+            torch.empty_like(h),
+            torch.empty_like(u),
+        ),
+    }
+    for name, fake in fakes.items():
+        with contextlib.suppress(RuntimeError):  # registered already: a second load
+            torch.library.register_fake(name)(fake)
