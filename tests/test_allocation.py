@@ -38,21 +38,48 @@ def _mapped_bytes():
     return mallinfo2().hblkhd
 
 
-SIZE = 64 * 2**20  # far above glibc's largest mmap threshold (32 MiB)
+# Far above glibc's largest mmap threshold (32 MiB), and above any free block a
+# long test session leaves in the heap; torch.empty touches none of its pages.
+SIZE = 2 * 2**30
 
 
 def test_outside_a_command_glibc_maps_a_large_tensor_and_inside_the_heap_serves_it():
     before = _mapped_bytes()
-    tensor = torch.ones(SIZE // 4)
+    tensor = torch.empty(SIZE // 4)
     assert _mapped_bytes() - before >= SIZE  # glibc's default: a fresh mapping
     del tensor
     with heap_kept_for_command() as kept:
         assert kept
         before = _mapped_bytes()
-        tensor = torch.ones(SIZE // 4)
+        tensor = torch.empty(SIZE // 4)
         assert _mapped_bytes() - before < SIZE  # from the heap
         del tensor
     before = _mapped_bytes()
-    tensor = torch.ones(SIZE // 4)
-    assert _mapped_bytes() - before >= SIZE  # glibc's behaviour again after the command
+    tensor = torch.empty(SIZE // 4)
+    assert _mapped_bytes() - before >= SIZE  # mapped again after the command
     del tensor
+
+
+def test_a_command_inside_a_command_leaves_the_heap_kept_until_the_outer_one_ends():
+    with heap_kept_for_command(), heap_kept_for_command() as inner:
+        assert inner
+    with heap_kept_for_command():
+        with heap_kept_for_command():
+            pass
+        before = _mapped_bytes()
+        tensor = torch.empty(SIZE // 4)
+        assert _mapped_bytes() - before < SIZE  # still from the heap
+        del tensor
+
+
+def test_turned_off_the_heap_is_left_to_glibc(monkeypatch):
+    monkeypatch.setenv("SEQMNIST_KEEP_HEAP", "0")
+    ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(
+        0
+    )  # no free top left by others
+    with heap_kept_for_command() as kept:
+        assert not kept
+        before = _mapped_bytes()
+        tensor = torch.empty(SIZE // 4)
+        assert _mapped_bytes() - before >= SIZE
+        del tensor

@@ -6,6 +6,8 @@ as it does later. (Before this code runs, the interpreter itself is starting;
 a signal then has its default effect, which no program can change.)
 """
 
+from __future__ import annotations
+
 import os
 import shlex
 import signal
@@ -20,11 +22,30 @@ def main() -> int:
     signal.signal(signal.SIGTERM, _terminated_while_starting)
     try:
         from seqmnist.cli import main as run_command_line
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, RuntimeError) as error:
+        # Python 3.11 wraps an exception raised inside a class's __set_name__
+        # (a dataclass field being defined) in RuntimeError: a Ctrl-C landing
+        # there arrives as RuntimeError("Error calling __set_name__ ...") from
+        # KeyboardInterrupt (seen once in a CI run), and SIGTERM's SystemExit
+        # the same way.
+        stop = _stop_behind(error)
+        if isinstance(stop, SystemExit):
+            raise stop from None  # SIGTERM while starting: its line is said already
+        if stop is None:
+            raise
         print(f"seqmnist: interrupted while starting; {_again()}", file=sys.stderr)
         return _leave_after_ctrl_c()
     status = run_command_line()
     return _leave_after_ctrl_c() if status == INTERRUPTED else status
+
+
+def _stop_behind(error: BaseException | None) -> BaseException | None:
+    """The KeyboardInterrupt or SystemExit that ``error`` is, or was raised from."""
+    while error is not None:
+        if isinstance(error, (KeyboardInterrupt, SystemExit)):
+            return error
+        error = error.__cause__
+    return None
 
 
 def _leave_after_ctrl_c() -> NoReturn:

@@ -14,7 +14,12 @@ as a GPU caching allocator does.
 
 The setting is process state, so a library call never changes it; the CLI
 wraps each command that computes in ``heap_kept_for_command``. glibc only;
-elsewhere it does nothing.
+elsewhere it does nothing, as it does with ``SEQMNIST_KEEP_HEAP=0``.
+Afterwards the kept memory goes back to the system (malloc_trim) and
+glibc's default values are set again, not whatever was set
+before (mallopt cannot be read back), and glibc's mmap threshold stays
+fixed at its initial 128 KiB rather than adapting: any mallopt call ends
+that adaptation for the rest of the process.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import os
 import sys
 from collections.abc import Iterator
 
@@ -31,29 +37,45 @@ _DEFAULT_TRIM_THRESHOLD, _DEFAULT_MMAP_MAX = 128 * 1024, 65536
 _KEEP_TRIM_THRESHOLD = 2**31 - 1  # an int: never give the heap's top back
 
 
+DISABLE_ENV = "SEQMNIST_KEEP_HEAP"  # "0": leave glibc's allocation as it is
+_depth = [0]  # commands inside commands (a test calling main twice over): the outer restores
+
+
 @contextlib.contextmanager
 def heap_kept_for_command() -> Iterator[bool]:
     """While one command runs, serve every allocation from the heap and never trim it.
 
-    Yields whether the setting took (False off glibc).
+    Yields whether the setting is in force (False off glibc or when turned off).
     """
-    mallopt = _mallopt()
+    mallopt = None if os.environ.get(DISABLE_ENV) == "0" else _mallopt()
     if mallopt is None:
         yield False
         return
-    kept = bool(mallopt(_M_MMAP_MAX, 0)) and bool(mallopt(_M_TRIM_THRESHOLD, _KEEP_TRIM_THRESHOLD))
+    if _depth[0] == 0:
+        kept = bool(mallopt(_M_MMAP_MAX, 0))
+        kept = bool(mallopt(_M_TRIM_THRESHOLD, _KEEP_TRIM_THRESHOLD)) and kept
+    else:
+        kept = True  # set by the outer command
+    _depth[0] += 1
     try:
         yield kept
     finally:
-        mallopt(_M_MMAP_MAX, _DEFAULT_MMAP_MAX)
-        mallopt(_M_TRIM_THRESHOLD, _DEFAULT_TRIM_THRESHOLD)
+        _depth[0] -= 1
+        if _depth[0] == 0:
+            mallopt(_M_MMAP_MAX, _DEFAULT_MMAP_MAX)
+            mallopt(_M_TRIM_THRESHOLD, _DEFAULT_TRIM_THRESHOLD)
+            _libc().malloc_trim(0)  # what the command kept goes back to the system
+
+
+def _libc() -> ctypes.CDLL:
+    return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
 
 
 def _mallopt():
     if not sys.platform.startswith("linux"):
         return None
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc = _libc()
         # gnu_get_libc_version exists only in glibc: musl has a mallopt that ignores these
         libc.gnu_get_libc_version  # noqa: B018
         mallopt = libc.mallopt

@@ -81,6 +81,27 @@ def test_gradients_decaying_into_subnormal_floats_are_flushed_to_zero(compiled):
 
 
 @pytest.mark.parametrize("compiled", COMPILED)
+def test_nan_passes_through_as_the_loop_passes_it(compiled):
+    a = torch.randn(6, 2, 3, dtype=torch.float64)
+    a[2, 0, 1] = float("nan")
+    a.requires_grad_()
+    u = torch.tensor([0.5, 0.9, -0.7], dtype=torch.float64, requires_grad=True)
+    weights = torch.randn(6, 2, 3, dtype=torch.float64)
+    fast, slow = indrnn_recurrence(a, u, compiled), indrnn_loop(a, u)
+    assert torch.equal(fast.isnan(), slow.isnan()) and fast.isnan().any()
+    for ours, theirs in zip(gradients(fast, (a, u), weights), gradients(slow, (a, u), weights)):
+        assert torch.equal(ours.isnan(), theirs.isnan())
+
+
+@pytest.mark.parametrize("compiled", COMPILED)
+def test_a_time_major_view_is_taken_as_it_is(compiled):
+    x = torch.randn(2, 7, 3, dtype=torch.float64)  # (B, T, H)
+    a = x.transpose(0, 1)  # (T, B, H), not contiguous
+    u = torch.tensor([0.5, 0.9, -0.7], dtype=torch.float64)
+    torch.testing.assert_close(indrnn_recurrence(a, u, compiled), indrnn_loop(a, u))
+
+
+@pytest.mark.parametrize("compiled", COMPILED)
 def test_fast_recurrence_passes_gradcheck(compiled):
     generator = torch.Generator().manual_seed(0)
     a = torch.randn(9, 2, 3, generator=generator, dtype=torch.float64, requires_grad=True)

@@ -12,7 +12,12 @@ from hypothesis import strategies as st
 from native_kernels import cpu_methods, native_expected
 
 from seqmnist.model import native
-from seqmnist.model.scan import choose_method, linear_recurrence, log_linear_recurrence
+from seqmnist.model.scan import (
+    _sequential,
+    choose_method,
+    linear_recurrence,
+    log_linear_recurrence,
+)
 
 FAST_METHODS = cpu_methods("sequential", "chunked")
 TIGHT = {"rtol": 1e-10, "atol": 1e-12}
@@ -150,13 +155,18 @@ def test_turned_off_the_native_kernel_is_not_loaded_and_auto_takes_the_python_lo
     assert result.stderr == ""  # turned off on purpose: no warning
 
 
-def test_a_kernel_that_cannot_be_built_is_one_warning_and_the_python_loop_runs():
+@pytest.mark.parametrize(
+    "env",
+    [{"XDG_CACHE_HOME": "/proc/seqmnist-test"}, {"CXX": "/nonexistent/c++"}],
+    ids=["no build folder", "no compiler"],
+)
+def test_a_kernel_that_cannot_be_built_is_one_warning_and_the_python_loop_runs(env):
     probe = (
         "import torch; from seqmnist.model import native, scan; "
         "print(native.available(), scan.choose_method(784, torch.device('cpu'))); "
         "b = torch.ones(1, 3, 2); print(scan.linear_recurrence(torch.full((2,), 0.5), b).sum().item())"
     )
-    env = {**os.environ, "XDG_CACHE_HOME": "/proc/seqmnist-test"}  # no build folder can be made
+    env = {**os.environ, **env}
     env.pop(native.DISABLE_ENV, None)
     result = subprocess.run(
         [sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=120
@@ -188,3 +198,32 @@ def test_mismatched_shapes_are_refused(a_shape, h0_shape):
 def test_an_unknown_method_is_refused():
     with pytest.raises(ValueError, match="unknown method"):
         linear_recurrence(torch.zeros(3), torch.zeros(1, 2, 3), method="fft")
+
+
+native_only = pytest.mark.skipif(not native_expected(), reason="no C++ compiler or ninja here")
+
+
+@native_only
+@pytest.mark.parametrize("complex_", [False, True])
+def test_the_native_reverse_scan_equals_the_python_one(complex_):
+    a, b, _ = _problem(3, 2, 30, (3,), complex_, varying=True, with_h0=False)
+    got = native.linear_recurrence(a, b, None, True)
+    torch.testing.assert_close(got, _sequential(a, b, None, reverse=True), **TIGHT)
+
+
+@native_only
+def test_the_native_scan_takes_an_empty_batch_and_lazily_conjugated_inputs():
+    a = torch.polar(torch.full((4,), 0.5, dtype=torch.float64), torch.ones(4, dtype=torch.float64))
+    empty = torch.zeros(0, 5, 4, dtype=torch.complex128)
+    assert linear_recurrence(a, empty, method="native").shape == (0, 5, 4)
+    b = torch.randn(2, 5, 4, dtype=torch.complex128)
+    expected = linear_recurrence(a.conj().resolve_conj(), b, method="loop")
+    torch.testing.assert_close(linear_recurrence(a.conj(), b, method="native"), expected, **TIGHT)
+
+
+@native_only
+def test_mixed_dtypes_take_the_python_loop_which_promotes():
+    a, b = torch.full((2, 6, 3), 0.5), torch.randn(2, 6, 3, dtype=torch.float64)
+    torch.testing.assert_close(
+        linear_recurrence(a, b, method="native"), linear_recurrence(a, b, method="loop"), **TIGHT
+    )

@@ -9,6 +9,7 @@ import time
 import pytest
 from support import tiny_config
 
+from seqmnist.cli.startup import Terminated
 from seqmnist.runs import write_config
 
 
@@ -108,3 +109,48 @@ def test_sigterm_while_starting_is_one_line_and_exit_143(stripes_dir, tmp_path):
     lines = stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("seqmnist: terminated (SIGTERM)"), lines
     assert f"seqmnist train --resume {run_dir}" in lines[0]
+
+
+def _set_name_interrupted(stop: BaseException) -> RuntimeError:
+    """What Python 3.11 raises when ``stop`` lands in a class's __set_name__ (a dataclass field)."""
+
+    class Field:
+        def __set_name__(self, owner, name):
+            raise stop
+
+    try:
+        type("Config", (), {"field": Field()})
+    except RuntimeError as error:  # 3.11 wraps it
+        return error
+    except BaseException as error:  # 3.12 and later pass it through
+        wrapped = RuntimeError("Error calling __set_name__")
+        wrapped.__cause__ = error
+        return wrapped
+    raise AssertionError("__set_name__ did not raise")
+
+
+@pytest.mark.parametrize("stop", [KeyboardInterrupt(), Terminated()])
+def test_a_stop_inside_a_dataclass_definition_is_still_a_stop(stop, monkeypatch, capsys):
+    from seqmnist import cli
+
+    def handler(args):
+        raise _set_name_interrupted(stop)
+
+    parser = cli.build_parser()
+    args = parser.parse_args(["presets"])
+    args.handler, args.preload = handler, ()
+    monkeypatch.setattr(
+        cli, "build_parser", lambda: type("P", (), {"parse_args": lambda self, argv: args})()
+    )
+    status = cli.main(["presets"])
+    expected = 143 if isinstance(stop, Terminated) else 130
+    assert status == expected
+    assert capsys.readouterr().err.count("\n") == 1
+
+
+def test_ctrl_c_inside_a_dataclass_definition_while_starting_is_recognised():
+    from seqmnist.__main__ import _stop_behind
+
+    error = _set_name_interrupted(KeyboardInterrupt())
+    assert isinstance(_stop_behind(error), KeyboardInterrupt)
+    assert _stop_behind(RuntimeError("a bug")) is None

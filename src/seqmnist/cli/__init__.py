@@ -87,16 +87,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"seqmnist: error: {one_line(error)}", file=sys.stderr)
         return 2
     except (KeyboardInterrupt, Terminated) as stop:
-        ignore_stop_signals()  # on the way out: a second Ctrl-C changes nothing
-        # Files are written whole or not at all, so what to say is only what to do next.
-        next_step = getattr(args, "next_step", None)
-        hint = next_step(args) if next_step is not None else "run the same command again"
-        if isinstance(stop, Terminated):
-            print(f"seqmnist: terminated (SIGTERM); {one_line(hint)}", file=sys.stderr)
-            return 128 + signal.SIGTERM
-        print(f"seqmnist: interrupted; {one_line(hint)}", file=sys.stderr)
-        return 128 + signal.SIGINT
+        return _stopped(stop, args)
     except (MemoryError, RuntimeError) as error:
+        # Python 3.11 wraps what a class's __set_name__ raises (a dataclass
+        # being defined by a lazy import) in RuntimeError: a stop landing there.
+        stop = _stop_behind(error)
+        if stop is not None:
+            return _stopped(stop, args)
         if not _out_of_memory(error):
             raise  # a bug in seqmnist: keep its traceback
         print(
@@ -121,6 +118,28 @@ def main(argv: list[str] | None = None) -> int:
         # collective this may fail too; the command's own line has been said already.
         with contextlib.suppress(Exception):
             leave_process_group(together=together)
+
+
+def _stopped(stop: BaseException, args) -> int:
+    """One line for a Ctrl-C or SIGTERM, and its exit status."""
+    ignore_stop_signals()  # on the way out: a second Ctrl-C changes nothing
+    # Files are written whole or not at all, so what to say is only what to do next.
+    next_step = getattr(args, "next_step", None)
+    hint = next_step(args) if next_step is not None else "run the same command again"
+    if isinstance(stop, Terminated):
+        print(f"seqmnist: terminated (SIGTERM); {one_line(hint)}", file=sys.stderr)
+        return 128 + signal.SIGTERM
+    print(f"seqmnist: interrupted; {one_line(hint)}", file=sys.stderr)
+    return 128 + signal.SIGINT
+
+
+def _stop_behind(error: BaseException | None) -> BaseException | None:
+    """The KeyboardInterrupt or Terminated that ``error`` was raised from, if any."""
+    while error is not None:
+        if isinstance(error, (KeyboardInterrupt, Terminated)):
+            return error
+        error = error.__cause__
+    return None
 
 
 def _settings_if_computing(modules) -> contextlib.AbstractContextManager:

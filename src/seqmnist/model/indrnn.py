@@ -157,6 +157,7 @@ class _Recurrence(torch.autograd.Function):
         return a
 
     @staticmethod
+    @torch.autograd.function.once_differentiable
     def backward(ctx, grad_h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, None, None]:
         h, u = ctx.saved_tensors
         h_steps = h.view(ctx.steps, -1, h.shape[-1])  # (T, B, H)
@@ -185,7 +186,9 @@ def indrnn_recurrence(
     """
     if compiled is None:
         compiled = compiled_loops_take(a)
-    return _Recurrence.apply(a.clone(), u.to(a.dtype), a.shape[0], compiled)
+    # A contiguous copy: the loops write over it, and the compiled ones need the layout.
+    a = a.clone(memory_format=torch.contiguous_format)
+    return _Recurrence.apply(a, u.to(a.dtype), a.shape[0], compiled)
 
 
 def indrnn_loop(a: torch.Tensor, u: torch.Tensor) -> torch.Tensor:

@@ -277,9 +277,14 @@ def _native(
             f"the native scan kernel is not available ({native.unavailable_reason()}); "
             "use method 'sequential', which computes the same"
         )
-    if b.dtype not in _NATIVE_DTYPES:  # half precisions: the kernel is compiled for these four
+    if b.dtype not in _NATIVE_DTYPES or not _one_dtype(a, b, h0):
+        # the kernel is compiled for these four dtypes, all inputs in one; addcmul promotes
         return _sequential(a, b, h0, reverse)
     return native.linear_recurrence(a, b, h0, reverse)
+
+
+def _one_dtype(*tensors: torch.Tensor | None) -> bool:
+    return len({tensor.dtype for tensor in tensors if tensor is not None}) == 1
 
 
 _NATIVE_DTYPES = (torch.float32, torch.float64, torch.complex64, torch.complex128)
@@ -308,7 +313,7 @@ class _LinearRecurrence(torch.autograd.Function):
     def backward(ctx, grad_h):
         a, h, h0 = ctx.saved_tensors
         varying = a.dim() == h.dim()
-        if ctx.engine is _native and h.dtype in _NATIVE_DTYPES:
+        if ctx.engine is _native and h.dtype in _NATIVE_DTYPES and _one_dtype(a, h, h0, grad_h):
             # the same formulas in one compiled pass (native/scan.cpp)
             grad_b, grad_a = native.linear_recurrence_backward(
                 a, h, h0, grad_h, ctx.needs_input_grad[0]

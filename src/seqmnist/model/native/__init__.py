@@ -3,12 +3,14 @@
 Two recurrences whose loop over time runs as one call instead of a few small
 torch operations a step: ``linear_recurrence`` (scan.cpp), h_t = a_t *
 h_{t-1} + b_t for LRU, minGRU and minLSTM, and ``indrnn_forward`` /
-``indrnn_backward`` (indrnn.cpp), h_t = relu(a_t + u * h_{t-1}). It is built once per torch version
-and source into ``<cache>/seqmnist/native`` (10-30 s; it needs a C++
-compiler, as every PyTorch C++ extension does, and ninja, a dependency) and loaded from
-there afterwards. Where it cannot be built, or ``SEQMNIST_NATIVE=0``, callers
-get None and use the Python loop, which computes the same numbers more slowly.
-"""
+``indrnn_backward`` (indrnn.cpp), h_t = relu(a_t + u * h_{t-1}).
+
+They are built once per source and environment (torch install, Python,
+machine type) into ``<cache>/seqmnist/native`` (``$XDG_CACHE_HOME``, else
+``~/.cache``), in 10-30 s, and loaded from there afterwards. That needs a C++
+compiler, as every PyTorch C++ extension does, and ninja, a dependency. Where
+they cannot be built, or ``SEQMNIST_NATIVE=0``, ``available()`` is false and
+callers use the Python loops, which compute the same numbers more slowly."""
 
 from __future__ import annotations
 
@@ -16,6 +18,9 @@ import contextlib
 import hashlib
 import logging
 import os
+import platform
+import shutil
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -72,8 +77,9 @@ def available() -> bool:
             try:
                 _load()
                 _loaded = True
-            except Exception as error:  # no compiler, no ninja, no cache folder, a failed build
-                _reason = f"{type(error).__name__}: {str(error).strip().splitlines()[0] if str(error).strip() else ''}"
+            except Exception as error:  # no compiler, no cache folder, a failed build
+                lines = str(error).strip().splitlines()
+                _reason = f"{type(error).__name__}: {lines[0] if lines else ''}"
                 if os.environ.get(DISABLE_ENV) != "0":
                     logger.warning(
                         "seqmnist: the native CPU kernels are not available (%s); "
@@ -97,30 +103,53 @@ def unavailable_reason() -> str:
 def _load() -> None:
     if os.environ.get(DISABLE_ENV) == "0":
         raise RuntimeError(f"{DISABLE_ENV}=0")
+    compiler = os.environ.get("CXX", "c++")
+    if shutil.which(compiler) is None:
+        # Checked here: PyTorch's builder would first log a long warning of its own.
+        raise RuntimeError(f"no C++ compiler ({compiler}) found; install one, e.g. g++")
     from torch.utils import cpp_extension
 
     folder = _build_folder()
-    library = folder / "seqmnist_native.so"
-    if not library.exists():
-        folder.mkdir(parents=True, exist_ok=True)
-        logger.info("seqmnist: building the native CPU kernels once (10-30 s) in %s", folder)
-    # load() rebuilds only when the source or flags changed, under a lock file
-    # in the folder, so processes starting together build it once. -fopenmp:
-    # at::parallel_for is a header template that splits work only when compiled
-    # with OpenMP; the library then shares torch's own libgomp (the same soname,
-    # loaded already), so there is one thread pool. No -march=native: the cache
-    # folder may outlive this CPU (a home folder moved to another machine).
-    with _ninja_on_path():
+    folder.mkdir(parents=True, exist_ok=True)
+    # OpenMP where GCC is the compiler (Linux): at::parallel_for is a header
+    # template that splits work only when compiled with it, and the library then
+    # shares torch's own libgomp (the same soname, loaded already), so there is
+    # one thread pool. Elsewhere (Apple's clang takes no -fopenmp) the kernels
+    # run on one thread. No -march=native: a cache folder may outlive this CPU.
+    openmp = ["-fopenmp"] if sys.platform.startswith("linux") else []
+    with _build_lock(folder), _ninja_on_path():
+        if not (folder / "seqmnist_native.so").exists():
+            logger.info("seqmnist: building the native CPU kernels once (10-30 s) in %s", folder)
         cpp_extension.load(
             name="seqmnist_native",
             sources=[str(source) for source in _SOURCES],
-            extra_cflags=["-O3", "-fopenmp"],
-            extra_ldflags=["-fopenmp"],
+            extra_cflags=["-O3", *openmp],
+            extra_ldflags=openmp,
             build_directory=str(folder),
             is_python_module=False,
             verbose=False,
         )
     _register_fake()
+
+
+@contextlib.contextmanager
+def _build_lock(folder: Path) -> Iterator[None]:
+    """One process at a time builds or loads the folder's library.
+
+    PyTorch's builder guards the folder with a lock file it deletes when done,
+    so a process killed mid-build leaves one behind and every later process
+    waits for it forever. An fcntl lock is released by the kernel when its
+    holder dies; while holding it, a builder's lock file is a dead one's.
+    """
+    import fcntl
+
+    with open(folder / "seqmnist.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            (folder / "lock").unlink(missing_ok=True)  # cpp_extension's FileBaton, if stale
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 @contextlib.contextmanager
@@ -132,21 +161,29 @@ def _ninja_on_path() -> Iterator[None]:
     except ImportError:  # a system ninja may still be on PATH
         yield
         return
-    before = os.environ.get("PATH", "")
-    os.environ["PATH"] = os.pathsep.join((ninja.BIN_DIR, before)) if before else ninja.BIN_DIR
+    before = os.environ.get("PATH")
+    os.environ["PATH"] = os.pathsep.join(filter(None, (ninja.BIN_DIR, before)))
     try:
         yield
     finally:
-        os.environ["PATH"] = before
+        if before is None:
+            os.environ.pop("PATH", None)
+        else:
+            os.environ["PATH"] = before
 
 
 def _build_folder() -> Path:
+    """One folder per source, torch install, Python and machine type, so two environments
+    never rebuild (and replace) each other's library."""
     digest = hashlib.sha256()
     for source in _SOURCES:
         digest.update(source.read_bytes())
-    source = digest.hexdigest()[:12]
+    where = (torch.__version__, os.path.dirname(torch.__file__), sys.version, platform.machine())
+    digest.update(repr(where).encode())
     cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(cache) / "seqmnist" / "native" / f"torch-{torch.__version__}-{source}"
+    return (
+        Path(cache) / "seqmnist" / "native" / f"torch-{torch.__version__}-{digest.hexdigest()[:12]}"
+    )
 
 
 def _register_fake() -> None:

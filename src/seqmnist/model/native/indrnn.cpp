@@ -23,10 +23,18 @@ namespace {
 // The gradient reaching z_t: zero where it is subnormal or relu was off.
 // `&`, not `&&`: no branch, so the loop vectorises (a branch on relu's
 // pattern, which is random, cost 2.7 ns an element in mispredictions).
+// Written as negations so that NaN passes as the Python loops pass it
+// (threshold_backward zeroes only where h <= 0, hardshrink only where |g| <= tiny).
 template <typename T>
 inline T mask(T value, T h, T tiny) {
-  const bool keep = (h > T(0)) & (std::abs(value) > tiny);
+  const bool keep = !(h <= T(0)) & !(std::abs(value) <= tiny);
   return keep ? value : T(0);
+}
+
+// relu as torch computes it: NaN stays NaN (z < 0 is false for it).
+template <typename T>
+inline T relu(T z) {
+  return z < T(0) ? T(0) : z;
 }
 
 // Each loop its own function with restrict arguments, so the compiler knows
@@ -62,14 +70,11 @@ void indrnn_forward(at::Tensor& a, const at::Tensor& u) {
     at::parallel_for(0, batch, 1, [&](int64_t begin, int64_t end) {
       for (int64_t row = begin; row < end; ++row) {
         scalar_t* h = data + row * width;
-        for (int64_t i = 0; i < width; ++i) h[i] = h[i] > 0 ? h[i] : scalar_t(0);
+        for (int64_t i = 0; i < width; ++i) h[i] = relu(h[i]);
         for (int64_t t = 1; t < steps; ++t) {
           scalar_t* __restrict now = data + (t * batch + row) * width;
           const scalar_t* __restrict before = now - batch * width;
-          for (int64_t i = 0; i < width; ++i) {
-            const scalar_t z = now[i] + w[i] * before[i];
-            now[i] = z > 0 ? z : scalar_t(0);
-          }
+          for (int64_t i = 0; i < width; ++i) now[i] = relu(now[i] + w[i] * before[i]);
         }
       }
     });
@@ -82,6 +87,8 @@ std::tuple<at::Tensor, at::Tensor> indrnn_backward(const at::Tensor& h, const at
   TORCH_CHECK(h.dim() == 3 && grad_h.sizes() == h.sizes(), "h and grad_h must be (time, batch, hidden)");
   TORCH_CHECK(grad_h.scalar_type() == h.scalar_type() && u.scalar_type() == h.scalar_type(),
               "h, grad_h and u must have one dtype");
+  TORCH_CHECK(u.device().is_cpu() && u.dim() == 1 && u.size(0) == h.size(2),
+              "u must be (hidden) on the CPU");
   const int64_t steps = h.size(0), batch = h.size(1), width = h.size(2);
   const at::Tensor h_c = h.contiguous(), grad_c = grad_h.contiguous(), weight = u.contiguous();
   at::Tensor g = at::empty_like(h_c);

@@ -141,8 +141,17 @@ void backward_rows(const T* a, const T* h, const T* h0, const T* grad_h, T* grad
   }
 }
 
+// Real numbers per (row, step): the state's elements, twice over for complex.
+int64_t state_width(const at::Tensor& x) {
+  int64_t width = x.is_complex() ? 2 : 1;
+  for (int64_t d = 2; d < x.dim(); ++d) width *= x.size(d);
+  return width;
+}
+
 at::Tensor as_real(const at::Tensor& x) {
-  return x.is_complex() ? at::view_as_real(x.contiguous()) : x.contiguous();
+  // resolve_conj: a lazily conjugated tensor has no real view
+  const at::Tensor plain = x.resolve_conj().contiguous();
+  return x.is_complex() ? at::view_as_real(plain) : plain;
 }
 
 at::Tensor as_given(const at::Tensor& real, bool complex) {
@@ -160,13 +169,14 @@ std::tuple<at::Tensor, at::Tensor> linear_recurrence_backward(
               "h and grad_h must be (batch, time, ...) alike, with time >= 1");
   const bool complex = h.is_complex();
   const at::Tensor a_real = as_real(a), h_real = as_real(h), g_real = as_real(grad_h);
-  const int64_t batch = h.size(0), steps = h.size(1);
-  const int64_t width = batch == 0 ? 0 : h_real.numel() / (batch * steps);
+  const int64_t batch = h.size(0), steps = h.size(1), width = state_width(h);
   const bool varying = a.dim() == h.dim();
   TORCH_CHECK(varying ? a.sizes() == h.sizes() : a_real.numel() == width,
               "a must have h's shape or its state shape");
   at::Tensor h0_real;
   if (h0.has_value() && h0->defined()) {
+    TORCH_CHECK(h0->device().is_cpu() && h0->scalar_type() == h.scalar_type(),
+                "h0 must be on the CPU in h's dtype");
     h0_real = as_real(*h0);
     TORCH_CHECK(h0_real.numel() == batch * width, "h0 must be (batch, *state)");
   }
@@ -198,18 +208,18 @@ at::Tensor linear_recurrence(const at::Tensor& a, const at::Tensor& b,
   TORCH_CHECK(a.scalar_type() == b.scalar_type(), "a and b must have one dtype");
   TORCH_CHECK(b.dim() >= 2 && b.size(1) > 0, "b must be (batch, time, ...) with time >= 1");
   const bool complex = b.is_complex();
-  const at::Tensor b_real = complex ? at::view_as_real(b.contiguous()) : b.contiguous();
-  const at::Tensor a_real = complex ? at::view_as_real(a.contiguous()) : a.contiguous();
+  const at::Tensor b_real = as_real(b), a_real = as_real(a);
   at::Tensor out = at::empty_like(b_real);  // contiguous
-  const int64_t batch = b.size(0), steps = b.size(1);
-  const int64_t width = batch == 0 ? 0 : b_real.numel() / (batch * steps);
+  const int64_t batch = b.size(0), steps = b.size(1), width = state_width(b);
   const bool varying = a.dim() == b.dim();
   TORCH_CHECK(varying ? a.sizes() == b.sizes() : a_real.numel() == width,
               "a must have b's shape or its state shape");
   at::Tensor h0_real;
   if (h0.has_value() && h0->defined()) {
     TORCH_CHECK(!reverse, "a reverse scan starts from zeros");
-    h0_real = complex ? at::view_as_real(h0->contiguous()) : h0->contiguous();
+    TORCH_CHECK(h0->device().is_cpu() && h0->scalar_type() == b.scalar_type(),
+                "h0 must be on the CPU in b's dtype");
+    h0_real = as_real(*h0);
     TORCH_CHECK(h0_real.numel() == batch * width, "h0 must be (batch, *state)");
   }
   AT_DISPATCH_FLOATING_TYPES(b_real.scalar_type(), "seqmnist_linear_recurrence", [&] {
