@@ -1,85 +1,87 @@
-"""A command's large tensors come from the heap it keeps, not from fresh mmaps (allocation.py)."""
+"""A command's large tensors come from the heap it keeps, not from fresh mmaps (allocation.py).
 
-import ctypes
-import ctypes.util
+Each check runs in a fresh interpreter: malloc's state in the test process
+depends on every test before it (and on commands other tests leave running).
+"""
+
+import os
+import subprocess
+import sys
+import textwrap
 
 import pytest
-import torch
 
-from seqmnist.allocation import heap_kept_for_command
+PROBE = textwrap.dedent(
+    '''
+    import ctypes, ctypes.util, sys
+    import torch
+    from seqmnist.allocation import heap_kept_for_command
 
+    class MallInfo2(ctypes.Structure):
+        _fields_ = [(name, ctypes.c_size_t) for name in (
+            "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks",
+            "uordblks", "fordblks", "keepcost")]
 
-class _MallInfo2(ctypes.Structure):
-    _fields_ = [
-        (name, ctypes.c_size_t)
-        for name in (
-            "arena",
-            "ordblks",
-            "smblks",
-            "hblks",
-            "hblkhd",
-            "usmblks",
-            "fsmblks",
-            "uordblks",
-            "fordblks",
-            "keepcost",
-        )  # fmt: skip
-    ]
-
-
-def _mapped_bytes():
-    """Bytes malloc holds in blocks it mmapped one by one (glibc's mallinfo2().hblkhd)."""
     libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-    try:
-        mallinfo2 = libc.mallinfo2
-    except AttributeError:
+    if not hasattr(libc, "mallinfo2"):
+        print("no-mallinfo2"); sys.exit()
+    libc.mallinfo2.restype = MallInfo2
+    SIZE = 2 * 2**30  # above glibc's largest mmap threshold; torch.empty touches no page
+
+    def mapped():
+        """Does a large tensor get its own mapping (glibc's mallinfo2().hblkhd grows)?"""
+        before = libc.mallinfo2().hblkhd
+        tensor = torch.empty(SIZE // 4)
+        grew = libc.mallinfo2().hblkhd - before >= SIZE
+        del tensor
+        return "mapped" if grew else "heap"
+    '''
+)
+
+
+def _run(body: str, **env: str) -> list[str]:
+    result = subprocess.run(
+        [sys.executable, "-c", PROBE + textwrap.dedent(body)],
+        capture_output=True, text=True, timeout=120, env={**os.environ, **env},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    words = result.stdout.split()
+    if words == ["no-mallinfo2"]:
         pytest.skip("not glibc 2.33 or later: no mallinfo2 to read malloc's state")
-    mallinfo2.restype = _MallInfo2
-    return mallinfo2().hblkhd
-
-
-# Far above glibc's largest mmap threshold (32 MiB), and above any free block a
-# long test session leaves in the heap; torch.empty touches none of its pages.
-SIZE = 2 * 2**30
+    return words
 
 
 def test_outside_a_command_glibc_maps_a_large_tensor_and_inside_the_heap_serves_it():
-    before = _mapped_bytes()
-    tensor = torch.empty(SIZE // 4)
-    assert _mapped_bytes() - before >= SIZE  # glibc's default: a fresh mapping
-    del tensor
-    with heap_kept_for_command() as kept:
-        assert kept
-        before = _mapped_bytes()
-        tensor = torch.empty(SIZE // 4)
-        assert _mapped_bytes() - before < SIZE  # from the heap
-        del tensor
-    before = _mapped_bytes()
-    tensor = torch.empty(SIZE // 4)
-    assert _mapped_bytes() - before >= SIZE  # mapped again after the command
-    del tensor
+    words = _run(
+        """
+        print(mapped())
+        with heap_kept_for_command() as kept:
+            print(kept, mapped())
+        print(mapped())
+        """
+    )
+    assert words == ["mapped", "True", "heap", "mapped"]
 
 
 def test_a_command_inside_a_command_leaves_the_heap_kept_until_the_outer_one_ends():
-    with heap_kept_for_command(), heap_kept_for_command() as inner:
-        assert inner
-    with heap_kept_for_command():
+    words = _run(
+        """
         with heap_kept_for_command():
-            pass
-        before = _mapped_bytes()
-        tensor = torch.empty(SIZE // 4)
-        assert _mapped_bytes() - before < SIZE  # still from the heap
-        del tensor
+            with heap_kept_for_command() as inner:
+                print(inner)
+            print(mapped())
+        print(mapped())
+        """
+    )
+    assert words == ["True", "heap", "mapped"]
 
 
-def test_turned_off_the_heap_is_left_to_glibc(monkeypatch):
-    monkeypatch.setenv("SEQMNIST_KEEP_HEAP", "0")
-    ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(
-        0
-    )  # no free top left by others
-    with heap_kept_for_command() as kept:
-        assert not kept
-        before = _mapped_bytes()
-        tensor = torch.empty(SIZE // 4)
-        assert _mapped_bytes() - before >= SIZE
-        del tensor
+def test_turned_off_the_heap_is_left_to_glibc():
+    words = _run(
+        """
+        with heap_kept_for_command() as kept:
+            print(kept, mapped())
+        """,
+        SEQMNIST_KEEP_HEAP="0",
+    )
+    assert words == ["False", "mapped"]
