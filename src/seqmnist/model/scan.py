@@ -277,14 +277,16 @@ def _native(
             f"the native scan kernel is not available ({native.unavailable_reason()}); "
             "use method 'sequential', which computes the same"
         )
-    if b.dtype not in _NATIVE_DTYPES or not _one_dtype(a, b, h0):
+    if not _native_takes(a, b, h0):
         # the kernel is compiled for these four dtypes, all inputs in one; addcmul promotes
         return _sequential(a, b, h0, reverse)
     return native.linear_recurrence(a, b, h0, reverse)
 
 
-def _one_dtype(*tensors: torch.Tensor | None) -> bool:
-    return len({tensor.dtype for tensor in tensors if tensor is not None}) == 1
+def _native_takes(*tensors: torch.Tensor | None) -> bool:
+    """Whether the kernel takes these: all in one of the dtypes it is compiled for."""
+    dtypes = {tensor.dtype for tensor in tensors if tensor is not None}
+    return len(dtypes) == 1 and dtypes.pop() in _NATIVE_DTYPES
 
 
 _NATIVE_DTYPES = (torch.float32, torch.float64, torch.complex64, torch.complex128)
@@ -313,7 +315,7 @@ class _LinearRecurrence(torch.autograd.Function):
     def backward(ctx, grad_h):
         a, h, h0 = ctx.saved_tensors
         varying = a.dim() == h.dim()
-        if ctx.engine is _native and h.dtype in _NATIVE_DTYPES and _one_dtype(a, h, h0, grad_h):
+        if ctx.engine is _native and _native_takes(a, h, h0, grad_h):
             # the same formulas in one compiled pass (native/scan.cpp)
             grad_b, grad_a = native.linear_recurrence_backward(
                 a, h, h0, grad_h, ctx.needs_input_grad[0]
