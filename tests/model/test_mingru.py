@@ -7,7 +7,7 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from native_kernels import cpu_methods
+from native_kernels import cpu_methods, native_expected
 
 from seqmnist.model.core import run_stepwise
 from seqmnist.model.mingru import (
@@ -35,6 +35,8 @@ def one_thread():
 
 BUILDS = {"mingru": build_mingru, "minlstm": build_minlstm}
 METHODS = cpu_methods("sequential", "chunked", "log", "loop")  # "auto" is one of these on a CPU
+# The gates as torch operations, and compiled (native/gates.cpp) where they build here.
+GATES = (False, True) if native_expected() else (False,)
 
 
 def _core(name, input_size, hidden_size, seed=0) -> MinRNNCore:
@@ -50,9 +52,12 @@ def _forward_and_gradients(core, x, run):
 
 
 def _assert_methods_equal_stepping(core, x):
+    core.cell.compiled_gates = False  # the reference steps with the gates as torch operations
     expected, expected_grads = _forward_and_gradients(core, x, run_stepwise)
-    for method in METHODS:
-        core.cell.method = method
+    for method, compiled in [(method, False) for method in METHODS] + [
+        ("auto", True) for _ in GATES[1:]
+    ]:
+        core.cell.method, core.cell.compiled_gates = method, compiled
         y, grads = _forward_and_gradients(core, x, lambda c, v: c(v))
         torch.testing.assert_close(y, expected, rtol=1e-9, atol=1e-12, msg=method)
         for got, want in zip(grads, expected_grads):
@@ -121,10 +126,49 @@ def test_minlstm_gates_are_the_papers_normalised_forget_and_input():
     torch.testing.assert_close(b, i / (f + i) * g(h_tilde))
 
 
+@pytest.mark.parametrize("compiled", GATES)
 @pytest.mark.parametrize("cell_class", [MinGRU, MinLSTM])
-def test_hand_written_gate_gradients_pass_gradcheck(cell_class):
+def test_hand_written_gate_gradients_pass_gradcheck(cell_class, compiled):
     logits = (torch.randn(3, 4, cell_class.gates * 5, dtype=torch.float64) * 3).requires_grad_()
-    assert torch.autograd.gradcheck(cell_class._coefficients.apply, (logits,))
+    assert torch.autograd.gradcheck(
+        lambda v: cell_class._coefficients.apply(v, compiled), (logits,)
+    )
+
+
+@pytest.mark.skipif(not native_expected(), reason="no C++ compiler or ninja: no compiled gates")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("cell_class", [MinGRU, MinLSTM])
+def test_compiled_gates_equal_the_torch_operations_far_outside_the_usual_range(
+    cell_class, dtype
+):
+    """Logits up to +-1e4 (saturated gates, exponents far past float32's range) and a NaN:
+    the compiled pass (own exp, minLSTM without logarithms) gives what the torch
+    operations give in float64, the NaN's outputs and nothing else NaN."""
+    generator = torch.Generator().manual_seed(0)
+    width = 7
+    logits = torch.randn(64, 5, cell_class.gates * width, generator=generator, dtype=dtype)
+    logits = logits * torch.logspace(-2, 4, logits.shape[1], dtype=dtype)[None, :, None]
+    logits[0, 0, 0] = float("nan")
+    grad_a, grad_b = torch.randn(2, 64, 5, width, generator=generator, dtype=dtype)
+
+    def outputs(logits, compiled):
+        logits = logits.detach().clone().requires_grad_()
+        a, b = cell_class._coefficients.apply(logits, compiled)
+        weights_a, weights_b = grad_a.to(logits.dtype), grad_b.to(logits.dtype)
+        (grad,) = torch.autograd.grad((a * weights_a + b * weights_b).sum(), logits)
+        return a, b, grad
+
+    reference = outputs(logits.double(), False)
+    torch_own = outputs(logits, False)  # torch's operations in the same dtype
+    for want, got, torch_got in zip(reference, outputs(logits, True), torch_own):
+        assert got.dtype == dtype
+        assert got.isfinite().sum() == want.isfinite().sum()  # the NaN's, nowhere else
+        # In float32 torch's own operations are off the float64 values too (1 - z of
+        # a saturated z cancels; minLSTM's softplus difference loses digits): the
+        # compiled pass must be as close, to a factor of 2.
+        torch_error = (torch_got.double() - want).abs().nan_to_num().max().item()
+        tolerance = {"rtol": 1e-5, "atol": 2 * torch_error + 1e-6} if dtype == torch.float32 else {}
+        torch.testing.assert_close(got.double(), want, equal_nan=True, **tolerance)
 
 
 @pytest.mark.parametrize("name", sorted(BUILDS))

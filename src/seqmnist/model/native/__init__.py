@@ -3,7 +3,10 @@
 Two recurrences whose loop over time runs as one call instead of a few small
 torch operations a step: ``linear_recurrence`` (scan.cpp), h_t = a_t *
 h_{t-1} + b_t for LRU, minGRU and minLSTM, and ``indrnn_forward`` /
-``indrnn_backward`` (indrnn.cpp), h_t = relu(a_t + u * h_{t-1}).
+``indrnn_backward`` (indrnn.cpp), h_t = relu(a_t + u * h_{t-1}). And one
+chain of elementwise operations run as one pass over memory instead of a
+dozen: minGRU's and minLSTM's gates, ``mingates_forward`` / ``_backward``
+(gates.cpp).
 
 They are built once per source and environment (torch install, Python,
 machine type) into ``<cache>/seqmnist/native`` (``$XDG_CACHE_HOME``, else
@@ -30,7 +33,7 @@ import torch
 logger = logging.getLogger("seqmnist")
 
 DISABLE_ENV = "SEQMNIST_NATIVE"  # "0": never build or load the kernels
-_SOURCES = tuple(Path(__file__).with_name(name) for name in ("scan.cpp", "indrnn.cpp"))
+_SOURCES = tuple(Path(__file__).with_name(name) for name in ("scan.cpp", "indrnn.cpp", "gates.cpp"))
 _LOCK = threading.Lock()
 _loaded: bool | None = None  # None: not tried yet in this process
 _reason = ""  # why the kernels are not there, when they are not
@@ -65,6 +68,19 @@ def indrnn_backward(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """From h and dL/dh (T, B, H): dL/dz for z_t = a_t + u h_{t-1} (T, B, H), and dL/du (H)."""
     return _ops().indrnn_backward(h, grad_h, u)
+
+
+def mingates_forward(logits: torch.Tensor, gates: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """minGRU's (gates 2) or minLSTM's (gates 3) a and b from their logits (..., gates*H), in
+    one pass (gates.cpp); float32 or float64."""
+    return _ops().mingates_forward(logits, gates)
+
+
+def mingates_backward(
+    logits: torch.Tensor, gates: int, grad_a: torch.Tensor, grad_b: torch.Tensor
+) -> torch.Tensor:
+    """dL/dlogits of ``mingates_forward(logits, gates)`` given dL/da and dL/db."""
+    return _ops().mingates_backward(logits, gates, grad_a, grad_b)
 
 
 def available() -> bool:
@@ -115,7 +131,10 @@ def _load() -> None:
     # template that splits work only when compiled with it, and the library then
     # shares torch's own libgomp (the same soname, loaded already), so there is
     # one thread pool. Elsewhere (Apple's clang takes no -fopenmp) the kernels
-    # run on one thread. No -march=native: a cache folder may outlive this CPU.
+    # run on one thread. No -march=native: a cache folder may outlive this CPU
+    # (gates.cpp compiles its loops for several and picks at load time).
+    # -fno-trapping-math lets GCC turn the loops' comparisons into vector
+    # selects; nothing here reads the floating-point exception flags.
     openmp = ["-fopenmp"] if sys.platform.startswith("linux") else []
     with _build_lock(folder), _ninja_on_path():
         if not (folder / "seqmnist_native.so").exists():
@@ -123,7 +142,7 @@ def _load() -> None:
         cpp_extension.load(
             name="seqmnist_native",
             sources=[str(source) for source in _SOURCES],
-            extra_cflags=["-O3", *openmp],
+            extra_cflags=["-O3", "-fno-trapping-math", *openmp],
             extra_ldflags=openmp,
             build_directory=str(folder),
             is_python_module=False,
@@ -196,6 +215,13 @@ def _register_fake() -> None:
         "seqmnist::linear_recurrence": lambda a, b, h0, reverse: torch.empty_like(b),
         "seqmnist::linear_recurrence_backward": backward_shapes,
         "seqmnist::indrnn_forward": lambda a, u: None,
+        "seqmnist::mingates_forward": lambda logits, gates: (
+            logits.new_empty((*logits.shape[:-1], logits.shape[-1] // gates)),
+            logits.new_empty((*logits.shape[:-1], logits.shape[-1] // gates)),
+        ),
+        "seqmnist::mingates_backward": lambda logits, gates, grad_a, grad_b: torch.empty_like(
+            logits
+        ),
         "seqmnist::indrnn_backward": lambda h, grad_h, u: (
             torch.empty_like(h),
             torch.empty_like(u),
