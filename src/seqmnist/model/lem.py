@@ -22,6 +22,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from seqmnist.model import native
 from seqmnist.model.core import Bidirectional, RecurrentCore, State, run_stepwise
 
 # The paper's four maps of the input and hidden state, in the order the fast
@@ -87,7 +88,22 @@ class LEM(RecurrentCore):
         return y, (y, z)
 
 
-def remember(drive: torch.Tensor, hidden_weight: torch.Tensor, W_y: torch.Tensor, dt: float):
+def compiled_loop_takes(drive: torch.Tensor) -> bool:
+    """Whether the compiled loop (native/lem.cpp) runs for ``drive``: float32 or 64 on a CPU
+    where it could be built. It computes what _run and _Memory.backward do, with each
+    step's elementwise work in two fused passes instead of a dozen torch operations
+    (measured in remember's docstring)."""
+    return (
+        drive.device.type == "cpu"
+        and drive.dtype in (torch.float32, torch.float64)
+        and native.available()
+    )
+
+
+def remember(
+    drive: torch.Tensor, hidden_weight: torch.Tensor, W_y: torch.Tensor, dt: float,
+    compiled: bool | None = None,
+):  # fmt: skip
     """y_1..y_T from zero states, given ``drive`` = V u_t + b (T, B, 4H), [W1; W2; W_z] and W_y.
 
     The recurrence is nonlinear, so there is no exact parallel-in-time form. The
@@ -101,17 +117,25 @@ def remember(drive: torch.Tensor, hidden_weight: torch.Tensor, W_y: torch.Tensor
     oneDNN kernel; this one is about fifteen small ops, and the backward reads
     six saved values per unit and step. (torch.compile was measured for
     coRNN's loop, where it lost to the hand-written backward; see cornn.py.)
+
+    ``compiled`` (None: compiled_loop_takes) runs the same loop as one call each
+    way (native/lem.cpp): a step is its two matmuls and two fused elementwise
+    passes. Training step of the same LEM-128, batch 128, on 2 threads of the
+    Xeon, the two loops alternating in one process: 26.8 to 17.8 ms at 28 steps,
+    760 to 448 ms at 784.
     """
+    if compiled is None:
+        compiled = compiled_loop_takes(drive)
     if torch.is_grad_enabled() and (
         drive.requires_grad or hidden_weight.requires_grad or W_y.requires_grad
     ):
-        return _Memory.apply(drive, hidden_weight, W_y, dt)
-    states, _ = _run(drive, hidden_weight, W_y, dt, for_backward=False)
+        return _Memory.apply(drive, hidden_weight, W_y, dt, compiled)
+    states, _ = _run(drive, hidden_weight, W_y, dt, for_backward=False, compiled=compiled)
     return states[1:, :, 1]  # (T, B, H)
 
 
-def _run(drive, hidden_weight, W_y, dt, for_backward):
-    """The forward loop, shared by training and inference.
+def _run(drive, hidden_weight, W_y, dt, for_backward, compiled=False):
+    """The forward loop, shared by training and inference (``compiled``: native/lem.cpp's).
 
     Returns the states [z_t, y_t], t = 0..T, as (T+1, B, 2, H) and, ``for_backward``,
     each step's derivatives (T, B, 6, H), laid out for _Memory.backward as
@@ -124,6 +148,9 @@ def _run(drive, hidden_weight, W_y, dt, for_backward):
     from saved gates, as passes over whole (T, B, H) arrays (memory-bound on a
     CPU), they held training at 0.59x of nn.LSTM instead of 0.71x.
     """
+    if compiled:
+        states, derivatives = native.lem_forward(drive, hidden_weight, W_y, dt, for_backward)
+        return states, derivatives if for_backward else None
     steps, batch, hidden = drive.shape[0], drive.shape[1], W_y.shape[0]
     states = drive.new_empty(steps + 1, batch, 2, hidden)  # [z_t, y_t]
     states[0] = 0.0
@@ -168,9 +195,10 @@ def _run(drive, hidden_weight, W_y, dt, for_backward):
 
 class _Memory(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, drive, hidden_weight, W_y, dt):  # drive (T, B, 4H)
-        states, derivatives = _run(drive, hidden_weight, W_y, dt, for_backward=True)
+    def forward(ctx, drive, hidden_weight, W_y, dt, compiled):  # drive (T, B, 4H)
+        states, derivatives = _run(drive, hidden_weight, W_y, dt, True, compiled)
         ctx.save_for_backward(states, derivatives, hidden_weight, W_y)
+        ctx.compiled = compiled
         # (T, B, H), a view of the saved states: changing it in place is an error
         return states[1:, :, 1]
 
@@ -179,32 +207,43 @@ class _Memory(torch.autograd.Function):
     def backward(ctx, grad_ys):  # (T, B, H)
         states, derivatives, hidden_weight, W_y = ctx.saved_tensors
         steps, batch, _, hidden = derivatives.shape
-        # Per step [d1, d2, d_z, d_y, carry_z, carry_y]: the first four are the
-        # gradient wrt the drive; the carries are dL/dz_{t-1}, dL/dy_{t-1} through
-        # the (1 - dt) terms. Each half is one product with its derivatives.
-        grads = derivatives.new_empty(steps, batch, 6, hidden)
-        grad_y = derivatives.new_zeros(batch, hidden)  # dL/dy_t from the steps after t
-        carry_z = derivatives.new_zeros(batch, hidden)  # dL/dz_t from the steps after t
-        z_side, y_side = derivatives[:, :, 0::2].unbind(0), derivatives[:, :, 1::2].unbind(0)
-        to_z, to_y = grads[:, :, 0::2].unbind(0), grads[:, :, 1::2].unbind(0)  # (B, 3, H) each
-        from_y = grads[:, :, :3].view(steps, batch, 3 * hidden).unbind(0)  # [d1, d2, d_z]
-        d_y, carry_zs, carry_ys = (grads[:, :, slot].unbind(0) for slot in (3, 4, 5))
+        if ctx.compiled:
+            grads = native.lem_backward(grad_ys, derivatives, hidden_weight, W_y)
+        else:
+            grads = _backward_loop(grad_ys, derivatives, hidden_weight, W_y)
+        flat = grads.view(steps * batch, 6 * hidden)
         with torch.autocast(derivatives.device.type, enabled=False):
-            for t in reversed(range(steps)):
-                grad_y = grad_y + grad_ys[t]  # dL/dy_t, all of it
-                torch.mul(y_side[t], grad_y.unsqueeze(1), out=to_y[t])  # d2, d_y, carry_y
-                grad_z = torch.addmm(carry_z, d_y[t], W_y)  # dL/dz_t, all of it
-                torch.mul(z_side[t], grad_z.unsqueeze(1), out=to_z[t])  # d1, d_z, carry_z
-                carry_z = carry_zs[t]
-                grad_y = torch.addmm(carry_ys[t], from_y[t], hidden_weight)  # dL/dy_{t-1}
-            flat = grads.view(steps * batch, 6 * hidden)
             # The weight gradients, summed over steps as one matmul each.
             y_before = states[:-1, :, 1].reshape(steps * batch, hidden)  # y_{t-1}
             z_after = states[1:, :, 0].reshape(steps * batch, hidden)  # z_t
             grad_hidden_weight = flat[:, : 3 * hidden].t() @ y_before  # (3H, H)
             grad_W_y = flat[:, 3 * hidden : 4 * hidden].t() @ z_after  # (H, H)
         grad_drive = grads[:, :, :4].reshape(steps, batch, 4 * hidden)  # a view
-        return grad_drive, grad_hidden_weight, grad_W_y, None
+        return grad_drive, grad_hidden_weight, grad_W_y, None, None
+
+
+def _backward_loop(grad_ys, derivatives, hidden_weight, W_y):
+    """The per-step gradients [d1, d2, d_z, d_y, carry_z, carry_y] (T, B, 6, H), from the
+    last step back: the first four are the gradient wrt the drive; the carries are
+    dL/dz_{t-1}, dL/dy_{t-1} through the (1 - dt) terms. Each half is one product
+    with its derivatives."""
+    steps, batch, _, hidden = derivatives.shape
+    grads = derivatives.new_empty(steps, batch, 6, hidden)
+    grad_y = derivatives.new_zeros(batch, hidden)  # dL/dy_t from the steps after t
+    carry_z = derivatives.new_zeros(batch, hidden)  # dL/dz_t from the steps after t
+    z_side, y_side = derivatives[:, :, 0::2].unbind(0), derivatives[:, :, 1::2].unbind(0)
+    to_z, to_y = grads[:, :, 0::2].unbind(0), grads[:, :, 1::2].unbind(0)  # (B, 3, H) each
+    from_y = grads[:, :, :3].view(steps, batch, 3 * hidden).unbind(0)  # [d1, d2, d_z]
+    d_y, carry_zs, carry_ys = (grads[:, :, slot].unbind(0) for slot in (3, 4, 5))
+    with torch.autocast(derivatives.device.type, enabled=False):
+        for t in reversed(range(steps)):
+            grad_y = grad_y + grad_ys[t]  # dL/dy_t, all of it
+            torch.mul(y_side[t], grad_y.unsqueeze(1), out=to_y[t])  # d2, d_y, carry_y
+            grad_z = torch.addmm(carry_z, d_y[t], W_y)  # dL/dz_t, all of it
+            torch.mul(z_side[t], grad_z.unsqueeze(1), out=to_z[t])  # d1, d_z, carry_z
+            carry_z = carry_zs[t]
+            grad_y = torch.addmm(carry_ys[t], from_y[t], hidden_weight)  # dL/dy_{t-1}
+    return grads
 
 
 def build(spec) -> RecurrentCore:

@@ -6,7 +6,8 @@ h_{t-1} + b_t for LRU, minGRU and minLSTM, and ``indrnn_forward`` /
 ``indrnn_backward`` (indrnn.cpp), h_t = relu(a_t + u * h_{t-1}). And one
 chain of elementwise operations run as one pass over memory instead of a
 dozen: minGRU's and minLSTM's gates, ``mingates_forward`` / ``_backward``
-(gates.cpp).
+(gates.cpp). And LEM's nonlinear loop, ``lem_forward`` / ``lem_backward``
+(lem.cpp): two matrix products and two fused passes a step.
 
 They are built once per source and environment (torch install, Python,
 machine type) into ``<cache>/seqmnist/native`` (``$XDG_CACHE_HOME``, else
@@ -33,7 +34,8 @@ import torch
 logger = logging.getLogger("seqmnist")
 
 DISABLE_ENV = "SEQMNIST_NATIVE"  # "0": never build or load the kernels
-_SOURCES = tuple(Path(__file__).with_name(name) for name in ("scan.cpp", "indrnn.cpp", "gates.cpp"))
+_SOURCES = tuple(Path(__file__).with_name(name) for name in ("scan.cpp", "indrnn.cpp", "gates.cpp", "lem.cpp"))
+_HEADERS = (Path(__file__).with_name("vectorised.h"),)
 _LOCK = threading.Lock()
 _loaded: bool | None = None  # None: not tried yet in this process
 _reason = ""  # why the kernels are not there, when they are not
@@ -81,6 +83,24 @@ def mingates_backward(
 ) -> torch.Tensor:
     """dL/dlogits of ``mingates_forward(logits, gates)`` given dL/da and dL/db."""
     return _ops().mingates_backward(logits, gates, grad_a, grad_b)
+
+
+def lem_forward(
+    drive: torch.Tensor, hidden_weight: torch.Tensor, W_y: torch.Tensor, dt: float,
+    for_backward: bool,
+) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    """LEM's loop forward (model/lem.py's _run, same arguments and results; the
+    derivatives are an empty tensor unless ``for_backward``)."""
+    return _ops().lem_forward(drive, hidden_weight, W_y, dt, for_backward)
+
+
+def lem_backward(
+    grad_ys: torch.Tensor, derivatives: torch.Tensor, hidden_weight: torch.Tensor,
+    W_y: torch.Tensor,
+) -> torch.Tensor:  # fmt: skip
+    """LEM's loop backward: the per-step gradients (T, B, 6, H) that lem.py's _Memory
+    turns into the drive's and the weights'."""
+    return _ops().lem_backward(grad_ys, derivatives, hidden_weight, W_y)
 
 
 def available() -> bool:
@@ -195,7 +215,7 @@ def _build_folder() -> Path:
     """One folder per source, torch install, Python and machine type, so two environments
     never rebuild (and replace) each other's library."""
     digest = hashlib.sha256()
-    for source in _SOURCES:
+    for source in (*_SOURCES, *_HEADERS):
         digest.update(source.read_bytes())
     where = (torch.__version__, os.path.dirname(torch.__file__), sys.version, platform.machine())
     digest.update(repr(where).encode())
@@ -221,6 +241,14 @@ def _register_fake() -> None:
         ),
         "seqmnist::mingates_backward": lambda logits, gates, grad_a, grad_b: torch.empty_like(
             logits
+        ),
+        "seqmnist::lem_forward": lambda drive, hidden_weight, W_y, dt, for_backward: (
+            drive.new_empty((drive.shape[0] + 1, drive.shape[1], 2, W_y.shape[0])),
+            drive.new_empty((drive.shape[0], drive.shape[1], 6, W_y.shape[0]) if for_backward
+                            else (0,)),
+        ),
+        "seqmnist::lem_backward": lambda grad_ys, derivatives, hidden_weight, W_y: (
+            torch.empty_like(derivatives)
         ),
         "seqmnist::indrnn_backward": lambda h, grad_h, u: (
             torch.empty_like(h),

@@ -22,73 +22,27 @@
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
-#include <cmath>
 #include <cstdint>
-#include <cstring>
 #include <tuple>
 #include <type_traits>
 #include <vector>
 
+#include "vectorised.h"
+
 namespace {
 
-// float32 loops are compiled for AVX-512 and AVX2 as well as the baseline, and
-// the loader picks the one the CPU runs (GCC's function multiversioning): the
-// library is built once per machine type, not per CPU, so no -march.
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
-#define SEQMNIST_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define SEQMNIST_CLONES
-#endif
-// The row loops are inlined into each clone, so each is compiled for the clone's instructions.
-#if defined(__GNUC__)
-#define SEQMNIST_INLINE inline __attribute__((always_inline))
-#else
-#define SEQMNIST_INLINE inline
-#endif
-
-// e^x in float32 as Cephes computes it (2^n e^r, |r| <= ln 2 / 2, a degree-5
-// polynomial; within 2 ulp of expf), written without branches or calls so
-// the loops vectorise (expf is a call the compiler cannot vectorise). x is
-// clamped to [-87, 88]: the result stays a normal float (a subnormal costs
-// microcode, and e^-87 ~ 1.6e-38 is zero to every sum it enters), and NaN
-// stays NaN.
-inline float exp_(float x) {
-  float c = x < -87.0f ? -87.0f : x;
-  c = c > 88.0f ? 88.0f : c;
-  const float rounder = 12582912.0f;  // 1.5 * 2^23: adding it rounds to an integer
-  float n = (c * 1.44269504088896341f + rounder) - rounder;
-  n = n == n ? n : 0.0f;  // NaN: any scale will do, the polynomial carries the NaN
-  float r = c - n * 0.693359375f;
-  r = r + n * 2.12194440e-4f;
-  float p = 1.9875691500e-4f;
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  const float y = p * r * r + r + 1.0f;
-  const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
-  float scale;
-  std::memcpy(&scale, &bits, sizeof scale);
-  return y * scale;
-}
-
-inline double exp_(double x) { return std::exp(x); }
-
-template <typename T>
-inline T sigmoid(T x) {
-  return T(1) / (T(1) + exp_(-x));
-}
+using seqmnist::exp_;
+using seqmnist::sigmoid;
 
 // g(x), and g'(x) (1 for x >= 0, sigmoid'(x) below), as mingru.py's _g_fast and
 // _g_and_slope compute them, NaN included.
 template <typename T>
-inline T g_of(T x) {
+SEQMNIST_INLINE T g_of(T x) {
   return sigmoid(x < T(0) ? x : T(0)) + (x > T(0) ? x : T(0));
 }
 
 template <typename T>
-inline void g_and_slope(T x, T& g, T& slope) {
+SEQMNIST_INLINE void g_and_slope(T x, T& g, T& slope) {
   const T low = sigmoid(x < T(0) ? x : T(0));
   g = low + (x > T(0) ? x : T(0));
   slope = low * (T(1) - low) + (x >= T(0) ? T(0.75) : T(0));
@@ -96,7 +50,7 @@ inline void g_and_slope(T x, T& g, T& slope) {
 
 // minLSTM's f' and i', as in the header.
 template <typename T>
-inline void lstm_shares(T f, T i, T& forget, T& input) {
+SEQMNIST_INLINE void lstm_shares(T f, T i, T& forget, T& input) {
   T m = f < i ? f : i;
   m = m < T(0) ? m : T(0);
   const T scale = exp_(m);
