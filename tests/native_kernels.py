@@ -3,6 +3,7 @@
 import importlib.util
 import os
 import shutil
+from unittest import mock
 
 from seqmnist.model import native
 
@@ -20,3 +21,13 @@ def native_expected() -> bool:
 def cpu_methods(*methods: str) -> tuple[str, ...]:
     """``methods`` with "native" added where it is expected here (tests fail if it then fails to build)."""
     return (*methods, "native") if native_expected() else methods
+
+
+def compiled_loops() -> tuple[bool, ...]:
+    """A layer's loop as torch operations (False) and compiled (True) where it builds here."""
+    return (False, True) if native_expected() else (False,)
+
+
+def loop(module, compiled: bool):
+    """Within it, ``module``'s layers (lem, cornn) run the Python (False) or compiled loop."""
+    return mock.patch.object(module, "compiled_loop_takes", lambda drive: compiled)

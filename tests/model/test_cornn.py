@@ -5,6 +5,7 @@ import pytest
 import torch
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
+from native_kernels import compiled_loops, loop, native_expected
 from torch.nn import functional as F
 
 from seqmnist.model import cornn
@@ -15,6 +16,7 @@ from seqmnist.model.registry import LayerSpec
 PIXEL_STEPS = 784
 SMNIST = CoRNNOptions(dt=0.042, gamma=2.7, epsilon=4.7)  # the paper's sMNIST setting
 PSMNIST = CoRNNOptions(dt=0.076, gamma=0.4, epsilon=8.0)  # and its psMNIST one
+LOOPS = compiled_loops()  # the loop in torch operations, and native/cornn.cpp's
 
 
 def make(input_size, hidden_size, options=SMNIST, seed=0, dtype=torch.float32) -> cornn.CoRNN:
@@ -60,15 +62,41 @@ def test_fast_forward_equals_the_stepwise_reference_in_values_and_gradients(
     generator = torch.Generator().manual_seed(seed)
     x = torch.randn(batch, steps, input_size, dtype=torch.float64, generator=generator)
     upstream = torch.randn(batch, steps, hidden_size, dtype=torch.float64, generator=generator)
-    fast, fast_grads = values_and_gradients(lambda c, x: c(x), core, x, upstream)
     slow, slow_grads = values_and_gradients(run_stepwise, core, x, upstream)
-    assert fast.shape == (batch, steps, hidden_size)
-    torch.testing.assert_close(fast, slow, rtol=1e-10, atol=1e-12)
-    for fast_grad, slow_grad in zip(fast_grads, slow_grads):
-        # Absolute slack in proportion to the gradient: the two sum the same terms in
-        # another order, and a gradient near zero is a difference of large terms.
-        scale = float(slow_grad.abs().max()) + 1.0
-        torch.testing.assert_close(fast_grad, slow_grad, rtol=1e-9, atol=1e-10 * scale)
+    for compiled in LOOPS:
+        with loop(cornn, compiled):
+            fast, fast_grads = values_and_gradients(lambda c, x: c(x), core, x, upstream)
+        assert fast.shape == (batch, steps, hidden_size)
+        torch.testing.assert_close(fast, slow, rtol=1e-10, atol=1e-12, msg=str(compiled))
+        for fast_grad, slow_grad in zip(fast_grads, slow_grads):
+            # Absolute slack in proportion to the gradient: the two sum the same terms in
+            # another order, and a gradient near zero is a difference of large terms.
+            scale = float(slow_grad.abs().max()) + 1.0
+            torch.testing.assert_close(fast_grad, slow_grad, rtol=1e-9, atol=1e-10 * scale)
+
+
+@pytest.mark.skipif(not native_expected(), reason="no C++ compiler or ninja: no compiled loop")
+def test_compiled_loop_equals_the_torch_operations_in_float32_at_784_steps():
+    """float32, the training precision: the compiled loop's own tanh (vectorised.h)
+    keeps it as close to float64 as torch's operations are."""
+    core = make(1, 48, PSMNIST, seed=5)
+    x = (torch.rand(16, PIXEL_STEPS, 1) - 0.5) * 20
+    upstream = torch.randn(16, PIXEL_STEPS, 48)
+    reference = values_and_gradients(
+        lambda c, x: c(x), core.double(), x.double(), upstream.double()
+    )
+    core = core.float()
+    runs = {}
+    for compiled in (False, True):
+        with loop(cornn, compiled):
+            runs[compiled] = values_and_gradients(lambda c, x: c(x), core, x, upstream)
+    (ys_torch, grads_torch), (ys, grads) = runs[False], runs[True]
+    for got, torch_got, want in zip(
+        (ys, *grads), (ys_torch, *grads_torch), (reference[0], *reference[1])
+    ):
+        torch_error = (torch_got.double() - want).abs().max().item()
+        error = (got.double() - want).abs().max().item()
+        assert error <= 2 * torch_error + 1e-6 * want.abs().max().item()
 
 
 def test_gradients_reach_only_the_parameters_asked_for():
@@ -137,11 +165,14 @@ def test_the_bound_is_reached_by_a_saturating_force():
     assert y[0, -1].min() > 0.999 * bound
 
 
+@pytest.mark.parametrize(
+    "compiled", LOOPS, ids=lambda compiled: "compiled" if compiled else "torch"
+)
 @pytest.mark.parametrize("autocast", [False, True], ids=["fp32", "bf16-autocast"])
-def test_784_steps_of_inputs_far_outside_0_1_stay_finite_forward_and_backward(autocast):
+def test_784_steps_of_inputs_far_outside_0_1_stay_finite_forward_and_backward(autocast, compiled):
     core = make(1, 64, PSMNIST, seed=4)
     x = (torch.rand(8, PIXEL_STEPS, 1) - 0.5) * 200  # pixels are in [0, 1]; these reach +-100
-    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast), loop(cornn, compiled):
         y = core(x)
         loss = y[:, -1].square().sum() + y.mean()
     loss.backward()

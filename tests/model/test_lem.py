@@ -1,12 +1,11 @@
 import io
-from unittest import mock
 
 import numpy as np
 import pytest
 import torch
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
-from native_kernels import native_expected
+from native_kernels import compiled_loops, loop, native_expected
 from torch.nn import functional as F
 
 from seqmnist.model import lem
@@ -16,13 +15,7 @@ from seqmnist.model.registry import LayerSpec
 
 PIXEL_STEPS = 784
 GATES = ("1", "2", "_z", "_y")
-# The loop in torch operations, and compiled (native/lem.cpp) where it builds here.
-LOOPS = (False, True) if native_expected() else (False,)
-
-
-def loop(compiled: bool):
-    """The LEM layers' forward and backward run the Python (False) or compiled loop."""
-    return mock.patch.object(lem, "compiled_loop_takes", lambda drive: compiled)
+LOOPS = compiled_loops()  # the loop in torch operations, and native/lem.cpp's
 
 
 def make(input_size, hidden_size, dt=0.21, seed=0, dtype=torch.float32) -> lem.LEM:
@@ -56,7 +49,7 @@ def test_fast_forward_equals_the_stepwise_reference_in_values_and_gradients(
     upstream = torch.randn(batch, steps, hidden_size, dtype=torch.float64, generator=generator)
     slow, slow_grads = values_and_gradients(run_stepwise, core, x, upstream)
     for compiled in LOOPS:
-        with loop(compiled):
+        with loop(lem, compiled):
             fast, fast_grads = values_and_gradients(lambda c, x: c(x), core, x, upstream)
         assert fast.shape == (batch, steps, hidden_size)
         torch.testing.assert_close(fast, slow, rtol=1e-10, atol=1e-12, msg=str(compiled))
@@ -71,14 +64,18 @@ def test_compiled_loop_equals_the_torch_operations_in_float32_at_784_steps():
     core = make(1, 48, dt=0.21, seed=5)
     x = (torch.rand(16, PIXEL_STEPS, 1) - 0.5) * 20
     upstream = torch.randn(16, PIXEL_STEPS, 48)
-    reference = values_and_gradients(lambda c, x: c(x), core.double(), x.double(), upstream.double())
+    reference = values_and_gradients(
+        lambda c, x: c(x), core.double(), x.double(), upstream.double()
+    )
     core = core.float()
     runs = {}
     for compiled in (False, True):
-        with loop(compiled):
+        with loop(lem, compiled):
             runs[compiled] = values_and_gradients(lambda c, x: c(x), core, x, upstream)
     (ys_torch, grads_torch), (ys, grads) = runs[False], runs[True]
-    for got, torch_got, want in zip((ys, *grads), (ys_torch, *grads_torch), (reference[0], *reference[1])):
+    for got, torch_got, want in zip(
+        (ys, *grads), (ys_torch, *grads_torch), (reference[0], *reference[1])
+    ):
         torch_error = (torch_got.double() - want).abs().max().item()
         error = (got.double() - want).abs().max().item()
         assert error <= 2 * torch_error + 1e-6 * want.abs().max().item()
@@ -125,12 +122,14 @@ def test_both_states_stay_inside_minus_1_1_whatever_the_input_when_dt_is_at_most
     assert torch.isfinite(y).all() and y.abs().max() <= 1
 
 
-@pytest.mark.parametrize("compiled", LOOPS, ids=lambda compiled: "compiled" if compiled else "torch")
+@pytest.mark.parametrize(
+    "compiled", LOOPS, ids=lambda compiled: "compiled" if compiled else "torch"
+)
 @pytest.mark.parametrize("autocast", [False, True], ids=["fp32", "bf16-autocast"])
 def test_784_steps_of_inputs_far_outside_0_1_stay_finite_forward_and_backward(autocast, compiled):
     core = make(1, 64, dt=1.0, seed=4)
     x = (torch.rand(8, PIXEL_STEPS, 1) - 0.5) * 200  # pixels are in [0, 1]; these reach +-100
-    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast), loop(compiled):
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast), loop(lem, compiled):
         y = core(x)
         loss = y[:, -1].square().sum() + y.mean()
     loss.backward()

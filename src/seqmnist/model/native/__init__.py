@@ -7,7 +7,8 @@ h_{t-1} + b_t for LRU, minGRU and minLSTM, and ``indrnn_forward`` /
 chain of elementwise operations run as one pass over memory instead of a
 dozen: minGRU's and minLSTM's gates, ``mingates_forward`` / ``_backward``
 (gates.cpp). And LEM's nonlinear loop, ``lem_forward`` / ``lem_backward``
-(lem.cpp): two matrix products and two fused passes a step.
+(lem.cpp), two matrix products and two fused passes a step, and coRNN's,
+``cornn_forward`` / ``cornn_backward`` (cornn.cpp), one of each.
 
 They are built once per source and environment (torch install, Python,
 machine type) into ``<cache>/seqmnist/native`` (``$XDG_CACHE_HOME``, else
@@ -34,7 +35,10 @@ import torch
 logger = logging.getLogger("seqmnist")
 
 DISABLE_ENV = "SEQMNIST_NATIVE"  # "0": never build or load the kernels
-_SOURCES = tuple(Path(__file__).with_name(name) for name in ("scan.cpp", "indrnn.cpp", "gates.cpp", "lem.cpp"))
+_SOURCES = tuple(
+    Path(__file__).with_name(name)
+    for name in ("scan.cpp", "indrnn.cpp", "gates.cpp", "lem.cpp", "cornn.cpp")
+)
 _HEADERS = (Path(__file__).with_name("vectorised.h"),)
 _LOCK = threading.Lock()
 _loaded: bool | None = None  # None: not tried yet in this process
@@ -101,6 +105,23 @@ def lem_backward(
     """LEM's loop backward: the per-step gradients (T, B, 6, H) that lem.py's _Memory
     turns into the drive's and the weights'."""
     return _ops().lem_backward(grad_ys, derivatives, hidden_weight, W_y)
+
+
+def cornn_forward(
+    drive: torch.Tensor, weight: torch.Tensor, dt: float, gamma: float, epsilon: float,
+    for_backward: bool,
+) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    """coRNN's loop forward (model/cornn.py's _run, same arguments and results; the
+    slopes are an empty tensor unless ``for_backward``)."""
+    return _ops().cornn_forward(drive, weight, dt, gamma, epsilon, for_backward)
+
+
+def cornn_backward(
+    grad_positions: torch.Tensor, slopes: torch.Tensor, weight: torch.Tensor, dt: float,
+    gamma: float, epsilon: float,
+) -> torch.Tensor:  # fmt: skip
+    """coRNN's loop backward: dL/d drive (T, B, H), given dL/d positions and the slopes."""
+    return _ops().cornn_backward(grad_positions, slopes, weight, dt, gamma, epsilon)
 
 
 def available() -> bool:
@@ -244,11 +265,19 @@ def _register_fake() -> None:
         ),
         "seqmnist::lem_forward": lambda drive, hidden_weight, W_y, dt, for_backward: (
             drive.new_empty((drive.shape[0] + 1, drive.shape[1], 2, W_y.shape[0])),
-            drive.new_empty((drive.shape[0], drive.shape[1], 6, W_y.shape[0]) if for_backward
-                            else (0,)),
+            drive.new_empty(
+                (drive.shape[0], drive.shape[1], 6, W_y.shape[0]) if for_backward else (0,)
+            ),
         ),
-        "seqmnist::lem_backward": lambda grad_ys, derivatives, hidden_weight, W_y: (
-            torch.empty_like(derivatives)
+        "seqmnist::lem_backward": lambda grad_ys, derivatives, hidden_weight, W_y: torch.empty_like(
+            derivatives
+        ),
+        "seqmnist::cornn_forward": lambda drive, weight, dt, gamma, epsilon, for_backward: (
+            drive.new_empty((drive.shape[0] + 1, drive.shape[1], 2 * drive.shape[2])),
+            torch.empty_like(drive) if for_backward else drive.new_empty((0,)),
+        ),
+        "seqmnist::cornn_backward": lambda grad_positions, slopes, weight, dt, gamma, epsilon: (
+            torch.empty_like(slopes)
         ),
         "seqmnist::indrnn_backward": lambda h, grad_h, u: (
             torch.empty_like(h),
