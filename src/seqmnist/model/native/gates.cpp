@@ -13,8 +13,8 @@
 //     num = e^m + e^(m - f) = e^m (1 + e^-f),  den = e^m + e^(m - i),
 //     f' = den / (num + den),  i' = num / (num + den).
 // No exponent is positive, and one of num, den is at least 1, so nothing
-// overflows or divides by zero for any finite logits; mingru.py's softplus
-// form gives the same values.
+// overflows or divides by zero for any logits (infinite ones are held to
+// +-1e30); mingru.py's softplus form gives the same values.
 //
 // Layout: logits (N, G*H) contiguous; a, b and their gradients (N, H).
 
@@ -34,23 +34,48 @@ namespace {
 using seqmnist::exp_;
 using seqmnist::sigmoid;
 
+// min(x, 0) and max(x, 0) as torch's clamp computes them: NaN stays NaN (each
+// comparison is false for it, so the select returns x), and each is one vector
+// min or max.
+template <typename T>
+SEQMNIST_INLINE T below_zero(T x) {
+  return x > T(0) ? T(0) : x;
+}
+
+template <typename T>
+SEQMNIST_INLINE T above_zero(T x) {
+  return x < T(0) ? T(0) : x;
+}
+
 // g(x), and g'(x) (1 for x >= 0, sigmoid'(x) below), as mingru.py's _g_fast and
 // _g_and_slope compute them, NaN included.
 template <typename T>
 SEQMNIST_INLINE T g_of(T x) {
-  return sigmoid(x < T(0) ? x : T(0)) + (x > T(0) ? x : T(0));
+  return sigmoid(below_zero(x)) + above_zero(x);
 }
 
 template <typename T>
 SEQMNIST_INLINE void g_and_slope(T x, T& g, T& slope) {
-  const T low = sigmoid(x < T(0) ? x : T(0));
-  g = low + (x > T(0) ? x : T(0));
+  const T low = sigmoid(below_zero(x));
+  g = low + above_zero(x);
   slope = low * (T(1) - low) + (x >= T(0) ? T(0.75) : T(0));
+}
+
+// Infinite logits held to +-1e30, where every exponent below is already clamped:
+// f = -inf would give m - f = -inf + inf = NaN, where torch's softplus form gives
+// f' = 0. NaN passes.
+template <typename T>
+SEQMNIST_INLINE T finite(T x) {
+  const T big = T(1e30);
+  x = x < -big ? -big : x;
+  return x > big ? big : x;
 }
 
 // minLSTM's f' and i', as in the header.
 template <typename T>
 SEQMNIST_INLINE void lstm_shares(T f, T i, T& forget, T& input) {
+  f = finite(f);
+  i = finite(i);
   T m = f < i ? f : i;
   m = m < T(0) ? m : T(0);
   const T scale = exp_(m);

@@ -9,7 +9,8 @@
 // float32 loops are compiled for AVX-512 and AVX2 as well as the baseline, and
 // the loader picks the one the CPU runs (GCC's function multiversioning): the
 // library is built once per machine type, not per CPU, so no -march.
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+// (glibc only: the loader's choice is an ifunc, which musl does not have.)
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__GLIBC__)
 #define SEQMNIST_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 #else
 #define SEQMNIST_CLONES
