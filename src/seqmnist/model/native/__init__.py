@@ -261,7 +261,7 @@ def _register_fake() -> None:
             logits.new_empty((*logits.shape[:-1], logits.shape[-1] // gates)),
         ),
         "seqmnist::mingates_backward": lambda logits, gates, grad_a, grad_b: torch.empty_like(
-            logits
+            logits, memory_format=torch.contiguous_format
         ),
         "seqmnist::lem_forward": lambda drive, hidden_weight, W_y, dt, for_backward: (
             drive.new_empty((drive.shape[0] + 1, drive.shape[1], 2, W_y.shape[0])),
