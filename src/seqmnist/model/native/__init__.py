@@ -12,8 +12,9 @@ dozen: minGRU's and minLSTM's gates, ``mingates_forward`` / ``_backward``
 
 They are built once per source and environment (torch install, Python,
 machine type) into ``<cache>/seqmnist/native`` (``$XDG_CACHE_HOME``, else
-``~/.cache``), in 10-30 s, and loaded from there afterwards. That needs a C++
-compiler, as every PyTorch C++ extension does, and ninja, a dependency. Where
+``~/.cache``), in about 30 s on 2 cores, and loaded from there afterwards.
+That needs a C++ compiler, as every PyTorch C++ extension does, and ninja, a
+dependency. Where
 they cannot be built, or ``SEQMNIST_NATIVE=0``, ``available()`` is false and
 callers use the Python loops, which compute the same numbers more slowly."""
 
@@ -179,7 +180,7 @@ def _load() -> None:
     openmp = ["-fopenmp"] if sys.platform.startswith("linux") else []
     with _build_lock(folder), _ninja_on_path():
         if not (folder / "seqmnist_native.so").exists():
-            logger.info("seqmnist: building the native CPU kernels once (10-30 s) in %s", folder)
+            logger.info("seqmnist: building the native CPU kernels once (about 30 s) in %s", folder)
         cpp_extension.load(
             name="seqmnist_native",
             sources=[str(source) for source in _SOURCES],
