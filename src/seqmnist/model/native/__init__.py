@@ -14,9 +14,9 @@ They are built once per source and environment (torch install, Python,
 machine type) into ``<cache>/seqmnist/native`` (``$XDG_CACHE_HOME``, else
 ``~/.cache``), in about 30 s on 2 cores, and loaded from there afterwards.
 That needs a C++ compiler, as every PyTorch C++ extension does, and ninja, a
-dependency. Where
-they cannot be built, or ``SEQMNIST_NATIVE=0``, ``available()`` is false and
-callers use the Python loops, which compute the same numbers more slowly."""
+dependency. Where they cannot be built, or ``SEQMNIST_NATIVE=0``,
+``available()`` is false and callers use the Python loops, which compute the
+same numbers more slowly."""
 
 from __future__ import annotations
 
