@@ -116,7 +116,9 @@ def oscillate(
         compiled = compiled_loop_takes(drive)
     if torch.is_grad_enabled() and (drive.requires_grad or weight.requires_grad):
         return _Oscillator.apply(drive, weight, dt, gamma, epsilon, compiled)
-    states, _ = _run(drive, weight, dt, gamma, epsilon, False, compiled)
+    if compiled:  # the positions alone, two states kept instead of every step's
+        return native.cornn_forward(drive, weight, dt, gamma, epsilon, False)[0]
+    states, _ = _run(drive, weight, dt, gamma, epsilon, False)
     return states[1:, :, : weight.shape[0]]  # (T, B, H)
 
 
@@ -128,9 +130,8 @@ def _run(drive, weight, dt, gamma, epsilon, for_backward, compiled=False):
     force is in cache (a pass over the whole (T, B, H) array afterwards is
     memory-bound on a CPU).
     """
-    if compiled:
-        states, slopes = native.cornn_forward(drive, weight, dt, gamma, epsilon, for_backward)
-        return states, slopes if for_backward else None
+    if compiled:  # (inference calls the kernel itself, for the positions alone)
+        return native.cornn_forward(drive, weight, dt, gamma, epsilon, True)
     steps, batch, hidden = drive.shape
     states = drive.new_empty(steps + 1, batch, 2 * hidden)  # [y_t, z_t]
     states[0] = 0.0

@@ -131,7 +131,9 @@ def remember(
         drive.requires_grad or hidden_weight.requires_grad or W_y.requires_grad
     ):
         return _Memory.apply(drive, hidden_weight, W_y, dt, compiled)
-    states, _ = _run(drive, hidden_weight, W_y, dt, for_backward=False, compiled=compiled)
+    if compiled:  # y alone, two states kept instead of every step's
+        return native.lem_forward(drive, hidden_weight, W_y, dt, False)[0]
+    states, _ = _run(drive, hidden_weight, W_y, dt, for_backward=False)
     return states[1:, :, 1]  # (T, B, H)
 
 
@@ -149,9 +151,8 @@ def _run(drive, hidden_weight, W_y, dt, for_backward, compiled=False):
     from saved gates, as passes over whole (T, B, H) arrays (memory-bound on a
     CPU), they held training at 0.59x of nn.LSTM instead of 0.71x.
     """
-    if compiled:
-        states, derivatives = native.lem_forward(drive, hidden_weight, W_y, dt, for_backward)
-        return states, derivatives if for_backward else None
+    if compiled:  # (inference calls the kernel itself, for y alone)
+        return native.lem_forward(drive, hidden_weight, W_y, dt, True)
     steps, batch, hidden = drive.shape[0], drive.shape[1], W_y.shape[0]
     states = drive.new_empty(steps + 1, batch, 2, hidden)  # [z_t, y_t]
     states[0] = 0.0

@@ -94,8 +94,9 @@ def lem_forward(
     drive: torch.Tensor, hidden_weight: torch.Tensor, W_y: torch.Tensor, dt: float,
     for_backward: bool,
 ) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
-    """LEM's loop forward (model/lem.py's _run, same arguments and results; the
-    derivatives are an empty tensor unless ``for_backward``)."""
+    """LEM's loop forward: with ``for_backward``, model/lem.py's _run's states and
+    derivatives; without, y_1..y_T (T, B, H) alone (two states kept, not T + 1) and an
+    empty tensor."""
     return _ops().lem_forward(drive, hidden_weight, W_y, dt, for_backward)
 
 
@@ -112,8 +113,8 @@ def cornn_forward(
     drive: torch.Tensor, weight: torch.Tensor, dt: float, gamma: float, epsilon: float,
     for_backward: bool,
 ) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
-    """coRNN's loop forward (model/cornn.py's _run, same arguments and results; the
-    slopes are an empty tensor unless ``for_backward``)."""
+    """coRNN's loop forward: with ``for_backward``, model/cornn.py's _run's states and
+    slopes; without, the positions y_1..y_T (T, B, H) alone and an empty tensor."""
     return _ops().cornn_forward(drive, weight, dt, gamma, epsilon, for_backward)
 
 
@@ -265,7 +266,9 @@ def _register_fake() -> None:
             logits, memory_format=torch.contiguous_format
         ),
         "seqmnist::lem_forward": lambda drive, hidden_weight, W_y, dt, for_backward: (
-            drive.new_empty((drive.shape[0] + 1, drive.shape[1], 2, W_y.shape[0])),
+            drive.new_empty((drive.shape[0] + 1, drive.shape[1], 2, W_y.shape[0]))
+            if for_backward
+            else drive.new_empty((drive.shape[0], drive.shape[1], W_y.shape[0])),
             drive.new_empty(
                 (drive.shape[0], drive.shape[1], 6, W_y.shape[0]) if for_backward else (0,)
             ),
@@ -274,7 +277,9 @@ def _register_fake() -> None:
             derivatives
         ),
         "seqmnist::cornn_forward": lambda drive, weight, dt, gamma, epsilon, for_backward: (
-            drive.new_empty((drive.shape[0] + 1, drive.shape[1], 2 * drive.shape[2])),
+            drive.new_empty((drive.shape[0] + 1, drive.shape[1], 2 * drive.shape[2]))
+            if for_backward
+            else torch.empty_like(drive),
             torch.empty_like(drive) if for_backward else drive.new_empty((0,)),
         ),
         "seqmnist::cornn_backward": lambda grad_positions, slopes, weight, dt, gamma, epsilon: (

@@ -112,28 +112,34 @@ std::tuple<at::Tensor, at::Tensor> cornn_forward(const at::Tensor& drive_in,
               "cornn_forward: float32 or float64, one dtype for both");
   const at::Tensor drive = drive_in.contiguous();
   const int64_t T = drive.size(0), B = drive.size(1), H = drive.size(2);
-  at::Tensor states = at::empty({T + 1, B, 2 * H}, drive.options());
+  // Inference keeps two states, the old and the new, and writes the positions out.
+  at::Tensor states = at::empty({for_backward ? T + 1 : 2, B, 2 * H}, drive.options());
   states[0].zero_();
   at::Tensor slopes =
       for_backward ? at::empty({T, B, H}, drive.options()) : at::empty({0}, drive.options());
+  at::Tensor outputs = for_backward ? at::empty({0}, drive.options())
+                                    : at::empty({T, B, H}, drive.options());
   at::Tensor force = at::empty({B, H}, drive.options());
   const at::Tensor weight_t = weight.t();
   AT_DISPATCH_FLOATING_TYPES(drive.scalar_type(), "cornn_forward", [&] {
     const scalar_t d = dt, g = gamma, e = epsilon;
     const scalar_t* f = force.data_ptr<scalar_t>();
     for (int64_t t = 0; t < T; ++t) {
-      const at::Tensor old_t = states[t];
+      const at::Tensor old_t = states[for_backward ? t : t % 2];
+      const at::Tensor new_t = states[for_backward ? t + 1 : (t + 1) % 2];
       at::addmm_out(force, drive[t], old_t, weight_t);
       const scalar_t* o = old_t.data_ptr<scalar_t>();
-      scalar_t* n = states[t + 1].data_ptr<scalar_t>();
+      scalar_t* n = new_t.data_ptr<scalar_t>();
       scalar_t* s = for_backward ? slopes[t].data_ptr<scalar_t>() : nullptr;
       at::parallel_for(0, B, grain(3 * H), [&](int64_t begin, int64_t end) {
         step<scalar_t>(f + begin * H, o + begin * 2 * H, n + begin * 2 * H,
                        s ? s + begin * H : nullptr, d, g, e, end - begin, H);
       });
+      if (!for_backward) outputs[t].copy_(new_t.narrow(1, 0, H));
     }
   });
-  return {states, slopes};
+  if (for_backward) return {states, slopes};
+  return {outputs, slopes};
 }
 
 // dL/d drive (T, B, H); cornn.py turns it into the weight's gradient with one matmul.
