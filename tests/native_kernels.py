@@ -5,6 +5,8 @@ import os
 import shutil
 from unittest import mock
 
+import torch
+
 from seqmnist.model import native
 
 
@@ -31,3 +33,25 @@ def compiled_loops() -> tuple[bool, ...]:
 def loop(module, compiled: bool):
     """Within it, ``module``'s layers (lem, cornn) run the Python (False) or compiled loop."""
     return mock.patch.object(module, "compiled_loop_takes", lambda drive: compiled)
+
+
+def assert_compiled_loop_as_close_as_torch(module, core, x, upstream) -> None:
+    """``core``'s float32 outputs and gradients (wrt x and every parameter, given the
+    outputs' gradient ``upstream``) from ``module``'s compiled loop are as close to
+    torch's float64 operations as torch's own float32 operations are, to a factor
+    of 2. The reference runs the Python loop, so a kernel is never held to itself."""
+
+    def values_and_gradients(core, x, upstream):
+        x = x.detach().requires_grad_()
+        outputs = core(x)
+        return [outputs, *torch.autograd.grad(outputs, [x, *core.parameters()], upstream)]
+
+    with loop(module, False):
+        reference = values_and_gradients(core.double(), x.double(), upstream.double())
+        torch_own = values_and_gradients(core.float(), x.float(), upstream.float())
+    with loop(module, True):
+        compiled = values_and_gradients(core, x.float(), upstream.float())
+    for got, torch_got, want in zip(compiled, torch_own, reference):
+        torch_error = (torch_got.double() - want).abs().max().item()
+        error = (got.double() - want).abs().max().item()
+        assert error <= 2 * torch_error + 1e-6 * want.abs().max().item()

@@ -5,7 +5,12 @@ import pytest
 import torch
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
-from native_kernels import compiled_loops, loop, native_expected
+from native_kernels import (
+    assert_compiled_loop_as_close_as_torch,
+    compiled_loops,
+    loop,
+    native_expected,
+)
 from torch.nn import functional as F
 
 from seqmnist.model import cornn
@@ -85,23 +90,7 @@ def test_compiled_loop_equals_the_torch_operations_in_float32_at_784_steps():
     core = make(1, 48, PSMNIST, seed=5)
     x = (torch.rand(16, PIXEL_STEPS, 1) - 0.5) * 20
     upstream = torch.randn(16, PIXEL_STEPS, 48)
-    # the torch operations in float64, so the kernel is never held to itself
-    with loop(cornn, False):
-        reference = values_and_gradients(
-            lambda c, x: c(x), core.double(), x.double(), upstream.double()
-        )
-    core = core.float()
-    runs = {}
-    for compiled in (False, True):
-        with loop(cornn, compiled):
-            runs[compiled] = values_and_gradients(lambda c, x: c(x), core, x, upstream)
-    (ys_torch, grads_torch), (ys, grads) = runs[False], runs[True]
-    for got, torch_got, want in zip(
-        (ys, *grads), (ys_torch, *grads_torch), (reference[0], *reference[1])
-    ):
-        torch_error = (torch_got.double() - want).abs().max().item()
-        error = (got.double() - want).abs().max().item()
-        assert error <= 2 * torch_error + 1e-6 * want.abs().max().item()
+    assert_compiled_loop_as_close_as_torch(cornn, core, x, upstream)
 
 
 def test_gradients_reach_only_the_parameters_asked_for():

@@ -77,15 +77,10 @@ class CoRNN(RecurrentCore):
 
 
 def compiled_loop_takes(drive: torch.Tensor) -> bool:
-    """Whether the compiled loop (native/cornn.cpp) runs for ``drive``: float32 or 64 on a CPU
-    where it could be built, outside ONNX export. It computes what _run and _Oscillator.backward do, with each
-    step's elementwise work in one fused pass (measured in oscillate's docstring)."""
-    return (
-        drive.device.type == "cpu"
-        and drive.dtype in (torch.float32, torch.float64)
-        and not (torch.jit.is_tracing() or torch.onnx.is_in_onnx_export())
-        and native.available()
-    )
+    """Whether the compiled loop (native/cornn.cpp) runs for ``drive`` (native.takes; tests
+    switch it). It computes what _run and _Oscillator.backward do, with each step's
+    elementwise work in one fused pass (measured in oscillate's docstring)."""
+    return native.takes(drive)
 
 
 def oscillate(

@@ -89,16 +89,11 @@ class LEM(RecurrentCore):
 
 
 def compiled_loop_takes(drive: torch.Tensor) -> bool:
-    """Whether the compiled loop (native/lem.cpp) runs for ``drive``: float32 or 64 on a CPU
-    where it could be built, outside ONNX export. It computes what _run and _Memory.backward do, with each
-    step's elementwise work in two fused passes instead of a dozen torch operations
+    """Whether the compiled loop (native/lem.cpp) runs for ``drive`` (native.takes; tests
+    switch it). It computes what _run and _Memory.backward do, with each step's
+    elementwise work in two fused passes instead of a dozen torch operations
     (measured in remember's docstring)."""
-    return (
-        drive.device.type == "cpu"
-        and drive.dtype in (torch.float32, torch.float64)
-        and not (torch.jit.is_tracing() or torch.onnx.is_in_onnx_export())
-        and native.available()
-    )
+    return native.takes(drive)
 
 
 def remember(

@@ -78,20 +78,14 @@ def _g_and_slope(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def compiled_gates_take(logits: torch.Tensor) -> bool:
-    """Whether the compiled gates (native/gates.cpp) run for ``logits``: float32 or 64 on a CPU
-    where they could be built, outside ONNX export (which records torch operations).
+    """Whether the compiled gates (native/gates.cpp) run for ``logits`` (native.takes).
 
     They compute what the torch operations below do in one pass over memory
     instead of a dozen. Measured on the 2-core Xeon, (128, 28, H = 60) logits:
     minLSTM's forward 1.3 to 0.7 ms and backward 2.3 to 1.0 ms; minGRU's 0.8
     to 0.6 ms and 1.4 to 0.55 ms.
     """
-    return (
-        logits.device.type == "cpu"
-        and logits.dtype in (torch.float32, torch.float64)
-        and not (torch.jit.is_tracing() or torch.onnx.is_in_onnx_export())
-        and native.available()
-    )
+    return native.takes(logits)
 
 
 class _GRUCoefficients(torch.autograd.Function):

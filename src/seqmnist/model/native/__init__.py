@@ -126,6 +126,18 @@ def cornn_backward(
     return _ops().cornn_backward(grad_positions, slopes, weight, dt, gamma, epsilon)
 
 
+def takes(tensor: torch.Tensor) -> bool:
+    """Whether a compiled kernel runs for ``tensor``: float32 or float64 on a CPU where the
+    kernels could be built, outside ONNX export and tracing (which record torch
+    operations, not these)."""
+    return (
+        tensor.device.type == "cpu"
+        and tensor.dtype in (torch.float32, torch.float64)
+        and not (torch.jit.is_tracing() or torch.onnx.is_in_onnx_export())
+        and available()
+    )
+
+
 def available() -> bool:
     """Whether the compiled kernels are loaded, building them on the first call if need be."""
     global _loaded, _reason
