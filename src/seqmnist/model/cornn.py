@@ -151,9 +151,8 @@ def _run(drive, weight, dt, gamma, epsilon, for_backward, compiled=False):
 
 class _Oscillator(torch.autograd.Function):
     @staticmethod
-    def forward(
-        ctx, drive, weight, dt, gamma, epsilon, compiled
-    ):  # drive (T, B, H), weight (H, 2H)
+    def forward(ctx, drive, weight, dt, gamma, epsilon, compiled):
+        # drive (T, B, H), weight (H, 2H)
         states, slopes = _run(drive, weight, dt, gamma, epsilon, True, compiled)
         ctx.save_for_backward(states, slopes, weight)
         ctx.constants = (dt, gamma, epsilon)
