@@ -35,6 +35,17 @@ def loop(module, compiled: bool):
     return mock.patch.object(module, "compiled_loop_takes", lambda drive: compiled)
 
 
+def each_loop(module, core, x, upstream, values_and_gradients):
+    """(compiled, outputs, gradients, no-grad outputs) of ``core`` on ``x`` for each of
+    ``module``'s loops here; inference without gradients takes a path of its own."""
+    for compiled in compiled_loops():
+        with loop(module, compiled):
+            outputs, gradients = values_and_gradients(lambda c, x: c(x), core, x, upstream)
+            with torch.no_grad():
+                inferred = core(x)
+        yield compiled, outputs, gradients, inferred
+
+
 def assert_compiled_loop_as_close_as_torch(module, core, x, upstream) -> None:
     """``core``'s float32 outputs and gradients (wrt x and every parameter, given the
     outputs' gradient ``upstream``) from ``module``'s compiled loop are as close to

@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 from native_kernels import (
     assert_compiled_loop_as_close_as_torch,
     compiled_loops,
+    each_loop,
     loop,
     native_expected,
 )
@@ -68,11 +69,9 @@ def test_fast_forward_equals_the_stepwise_reference_in_values_and_gradients(
     x = torch.randn(batch, steps, input_size, dtype=torch.float64, generator=generator)
     upstream = torch.randn(batch, steps, hidden_size, dtype=torch.float64, generator=generator)
     slow, slow_grads = values_and_gradients(run_stepwise, core, x, upstream)
-    for compiled in LOOPS:
-        with loop(cornn, compiled):
-            fast, fast_grads = values_and_gradients(lambda c, x: c(x), core, x, upstream)
-            with torch.no_grad():  # inference keeps only the outputs: its own path
-                inferred = core(x)
+    for compiled, fast, fast_grads, inferred in each_loop(
+        cornn, core, x, upstream, values_and_gradients
+    ):
         torch.testing.assert_close(inferred, slow, rtol=1e-10, atol=1e-12, msg=str(compiled))
         assert fast.shape == (batch, steps, hidden_size)
         torch.testing.assert_close(fast, slow, rtol=1e-10, atol=1e-12, msg=str(compiled))

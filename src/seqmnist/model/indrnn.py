@@ -172,9 +172,7 @@ class _Recurrence(torch.autograd.Function):
 def compiled_loops_take(a: torch.Tensor) -> bool:
     """Whether the compiled loops (native/indrnn.cpp) run for ``a``: float32 or 64 on a CPU where
     they could be built. They compute what the Python loops do, about 2x faster (see below)."""
-    return (
-        a.device.type == "cpu" and a.dtype in (torch.float32, torch.float64) and native.available()
-    )
+    return native.takes(a)  # (forward has sent tracing to indrnn_loop already)
 
 
 def indrnn_recurrence(
