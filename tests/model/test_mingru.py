@@ -14,6 +14,7 @@ from seqmnist.model.mingru import (
     MinGRU,
     MinLSTM,
     MinRNNCore,
+    _Coefficients,
     build_mingru,
     build_minlstm,
     g,
@@ -130,8 +131,9 @@ def test_minlstm_gates_are_the_papers_normalised_forget_and_input():
 @pytest.mark.parametrize("cell_class", [MinGRU, MinLSTM])
 def test_hand_written_gate_gradients_pass_gradcheck(cell_class, compiled):
     logits = (torch.randn(3, 4, cell_class.gates * 5, dtype=torch.float64) * 3).requires_grad_()
+    bias = torch.randn(cell_class.gates * 5, dtype=torch.float64).requires_grad_()
     assert torch.autograd.gradcheck(
-        lambda v: cell_class._coefficients.apply(v, compiled), (logits,)
+        lambda v, b: _Coefficients.apply(v, b, cell_class.gates, compiled), (logits, bias)
     )
 
 
@@ -154,17 +156,20 @@ def test_compiled_gates_equal_the_torch_operations_far_outside_the_usual_range(c
         for number, value in enumerate(specials):
             logits[1 + slot, number, slot * width + number] = value
     grad_a, grad_b = torch.randn(2, 64, 5, width, generator=generator, dtype=dtype)
+    # the kernel adds the Linear's bias itself; its gradient is then the logits' summed
+    bias = torch.randn(cell_class.gates * width, generator=generator, dtype=dtype) * 3
 
-    def outputs(logits, compiled):
+    def outputs(logits, bias, compiled):
         logits = logits.detach().clone().requires_grad_()
-        a, b = cell_class._coefficients.apply(logits, compiled)
+        bias = bias.detach().clone().requires_grad_()
+        a, b = _Coefficients.apply(logits, bias, cell_class.gates, compiled)
         weights_a, weights_b = grad_a.to(logits.dtype), grad_b.to(logits.dtype)
-        (grad,) = torch.autograd.grad((a * weights_a + b * weights_b).sum(), logits)
-        return a, b, grad
+        grads = torch.autograd.grad((a * weights_a + b * weights_b).sum(), [logits, bias])
+        return a, b, *grads
 
-    reference = outputs(logits.double(), False)
-    torch_own = outputs(logits, False)  # torch's operations in the same dtype
-    for want, got, torch_got in zip(reference, outputs(logits, True), torch_own):
+    reference = outputs(logits.double(), bias.double(), False)
+    torch_own = outputs(logits, bias, False)  # torch's operations in the same dtype
+    for want, got, torch_got in zip(reference, outputs(logits, bias, True), torch_own):
         assert got.dtype == dtype
         assert torch.equal(got.isnan(), want.isnan()) and torch.equal(got.isinf(), want.isinf())
         # In float32 torch's own operations are off the float64 values too (1 - z of

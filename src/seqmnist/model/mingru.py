@@ -39,6 +39,7 @@ from torch import nn
 
 from seqmnist.model import native
 from seqmnist.model.core import Bidirectional, RecurrentCore, State
+from seqmnist.model.fused import GELUMLP
 from seqmnist.model.scan import linear_recurrence, log_linear_recurrence
 
 MLP_EXPANSION = 2
@@ -88,83 +89,89 @@ def compiled_gates_take(logits: torch.Tensor) -> bool:
     return native.takes(logits)
 
 
-class _GRUCoefficients(torch.autograd.Function):
-    """logits [k, h~] (..., 2H) -> a = 1 - z = sigmoid(-k), b = z * g(h~).
+def _gru_coefficients(logits):
+    """minGRU: logits [k, h~] (..., 2H) -> a = 1 - z = sigmoid(-k), b = z * g(h~)."""
+    k, h_tilde = logits.chunk(2, dim=-1)
+    return torch.sigmoid(-k), _g_fast(h_tilde).mul_(torch.sigmoid(k))
+
+
+def _gru_coefficients_backward(logits, grad_a, grad_b):
+    k, h_tilde = logits.chunk(2, dim=-1)
+    z = torch.sigmoid(k)
+    g_value, g_slope = _g_and_slope(h_tilde)
+    grad = torch.empty_like(logits)
+    grad_k, grad_h = grad.chunk(2, dim=-1)
+    # da/dk = -z(1 - z), db/dk = z(1 - z) g(h~), db/dh~ = z g'(h~)
+    torch.mul(torch.addcmul(-grad_a, grad_b, g_value), z * (1 - z), out=grad_k)
+    torch.mul(grad_b * z, g_slope, out=grad_h)
+    return grad
+
+
+def _lstm_coefficients(logits):
+    """minLSTM: logits [f, i, h~] (..., 3H) -> a = f' = sigmoid(-diff),
+    b = i' * g(h~) = sigmoid(diff) * g(h~), with diff = softplus(-f) - softplus(-i)
+    = log i - log f, as in the paper's log-space code."""
+    f, i, h_tilde = logits.chunk(3, dim=-1)
+    diff = F.softplus(-f) - F.softplus(-i)
+    return torch.sigmoid(-diff), _g_fast(h_tilde).mul_(torch.sigmoid(diff))
+
+
+def _lstm_coefficients_backward(logits, grad_a, grad_b):
+    f, i, h_tilde = logits.chunk(3, dim=-1)
+    a = torch.sigmoid(F.softplus(-i) - F.softplus(-f))  # f'
+    g_value, g_slope = _g_and_slope(h_tilde)
+    # da/ddiff = -f'i', db/ddiff = f'i' g(h~), db/dh~ = i' g'(h~);
+    # ddiff/df = -sigmoid(-f), ddiff/di = sigmoid(-i).
+    grad_diff = torch.addcmul(-grad_a, grad_b, g_value).mul_(a * (1 - a))
+    grad = torch.empty_like(logits)
+    grad_f, grad_i, grad_h = grad.chunk(3, dim=-1)
+    torch.mul(grad_diff, torch.sigmoid(-f), out=grad_f).neg_()
+    torch.mul(grad_diff, torch.sigmoid(-i), out=grad_i)
+    torch.mul(grad_b * (1 - a), g_slope, out=grad_h)
+    return grad
+
+
+# gates -> the torch forms: 2 is minGRU, 3 minLSTM (native.mingates_* take the same number).
+_TORCH_COEFFICIENTS = {
+    2: (_gru_coefficients, _gru_coefficients_backward),
+    3: (_lstm_coefficients, _lstm_coefficients_backward),
+}
+
+
+class _Coefficients(torch.autograd.Function):
+    """(logits without their bias, the bias, gates, compiled) -> the recurrence's a and b.
 
     Hand-written backward, one gradient buffer for the logits: autograd's
     would be about a dozen kernels and a cat of the halves, which at these
     sizes cost more than the scan itself (measured in the block's profile).
-    ``compiled``: the same formulas in one pass (compiled_gates_take).
+    ``compiled``: the same formulas in one pass that also adds the bias
+    (compiled_gates_take), where addmm would first copy it into the logits.
     """
 
     @staticmethod
-    def forward(ctx, logits, compiled: bool):
-        ctx.save_for_backward(logits)
-        ctx.compiled = compiled
+    def forward(ctx, logits, bias, gates: int, compiled: bool):
+        ctx.save_for_backward(logits, bias)
+        ctx.gates, ctx.compiled = gates, compiled
         if compiled:
-            return native.mingates_forward(logits, 2)
-        k, h_tilde = logits.chunk(2, dim=-1)
-        return torch.sigmoid(-k), _g_fast(h_tilde).mul_(torch.sigmoid(k))
+            return native.mingates_forward(logits, bias, gates)
+        return _TORCH_COEFFICIENTS[gates][0](logits + bias)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_a, grad_b):
-        (logits,) = ctx.saved_tensors
+        logits, bias = ctx.saved_tensors
         if ctx.compiled:
-            return native.mingates_backward(logits, 2, grad_a, grad_b), None
-        k, h_tilde = logits.chunk(2, dim=-1)
-        z = torch.sigmoid(k)
-        g_value, g_slope = _g_and_slope(h_tilde)
-        grad = torch.empty_like(logits)
-        grad_k, grad_h = grad.chunk(2, dim=-1)
-        # da/dk = -z(1 - z), db/dk = z(1 - z) g(h~), db/dh~ = z g'(h~)
-        torch.mul(torch.addcmul(-grad_a, grad_b, g_value), z * (1 - z), out=grad_k)
-        torch.mul(grad_b * z, g_slope, out=grad_h)
-        return grad, None
-
-
-class _LSTMCoefficients(torch.autograd.Function):
-    """logits [f, i, h~] (..., 3H) -> a = f' = sigmoid(-diff), b = i' * g(h~) = sigmoid(diff) * g(h~).
-
-    diff = softplus(-f) - softplus(-i) = log i - log f, as in the paper's
-    log-space code; hand-written backward as for _GRUCoefficients.
-    """
-
-    @staticmethod
-    def forward(ctx, logits, compiled: bool):
-        ctx.save_for_backward(logits)
-        ctx.compiled = compiled
-        if compiled:
-            return native.mingates_forward(logits, 3)
-        f, i, h_tilde = logits.chunk(3, dim=-1)
-        diff = F.softplus(-f) - F.softplus(-i)
-        return torch.sigmoid(-diff), _g_fast(h_tilde).mul_(torch.sigmoid(diff))
-
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, grad_a, grad_b):
-        (logits,) = ctx.saved_tensors
-        if ctx.compiled:
-            return native.mingates_backward(logits, 3, grad_a, grad_b), None
-        f, i, h_tilde = logits.chunk(3, dim=-1)
-        a = torch.sigmoid(F.softplus(-i) - F.softplus(-f))  # f'
-        g_value, g_slope = _g_and_slope(h_tilde)
-        # da/ddiff = -f'i', db/ddiff = f'i' g(h~), db/dh~ = i' g'(h~);
-        # ddiff/df = -sigmoid(-f), ddiff/di = sigmoid(-i).
-        grad_diff = torch.addcmul(-grad_a, grad_b, g_value).mul_(a * (1 - a))
-        grad = torch.empty_like(logits)
-        grad_f, grad_i, grad_h = grad.chunk(3, dim=-1)
-        torch.mul(grad_diff, torch.sigmoid(-f), out=grad_f).neg_()
-        torch.mul(grad_diff, torch.sigmoid(-i), out=grad_i)
-        torch.mul(grad_b * (1 - a), g_slope, out=grad_h)
-        return grad, None
+            grad = native.mingates_backward(logits, bias, ctx.gates, grad_a, grad_b)
+        else:
+            grad = _TORCH_COEFFICIENTS[ctx.gates][1](logits + bias, grad_a, grad_b)
+        grad_bias = grad.flatten(0, -2).sum(0) if ctx.needs_input_grad[1] else None
+        return grad, grad_bias, None, None
 
 
 class _MinRNN(nn.Module):
     """Shared by the two cells: the recurrence's a and b come from one linear map of x."""
 
     gates: int  # linear maps of x: the gates and the candidate
-    _coefficients: type[torch.autograd.Function]
 
     def __init__(self, input_size: int, hidden_size: int) -> None:
         super().__init__()
@@ -175,11 +182,12 @@ class _MinRNN(nn.Module):
 
     def coefficients(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """a and b of h_t = a_t * h_{t-1} + b_t: (..., F) -> two (..., H)."""
-        logits = _float(self.linear(x))
+        logits = _float(F.linear(x, self.linear.weight))  # the bias is added with the gates
         compiled = self.compiled_gates
         if compiled is None:
             compiled = compiled_gates_take(logits)
-        return self._coefficients.apply(logits, compiled)
+        bias = self.linear.bias.to(logits.dtype)
+        return _Coefficients.apply(logits, bias, self.gates, compiled)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, T, F) -> (B, T, H)
         if self.method == "log":
@@ -196,7 +204,6 @@ class MinGRU(_MinRNN):
     """linear_z and linear_h are ``linear``'s two halves."""
 
     gates = 2
-    _coefficients = _GRUCoefficients
 
     @staticmethod
     def log_coefficients(
@@ -209,7 +216,6 @@ class MinLSTM(_MinRNN):
     """linear_f, linear_i and linear_h are ``linear``'s three thirds."""
 
     gates = 3
-    _coefficients = _LSTMCoefficients
 
     @staticmethod
     def log_coefficients(f, i, h_tilde):
@@ -228,11 +234,7 @@ class MinRNNCore(RecurrentCore):
         self.norm = nn.LayerNorm(hidden_size)
         self.cell = cell(hidden_size, hidden_size)
         self.mlp_norm = nn.LayerNorm(hidden_size)
-        self.mlp = nn.Sequential(
-            nn.Linear(hidden_size, MLP_EXPANSION * hidden_size),
-            nn.GELU(),
-            nn.Linear(MLP_EXPANSION * hidden_size, hidden_size),
-        )
+        self.mlp = GELUMLP(hidden_size, MLP_EXPANSION * hidden_size)
 
     def _enter(self, x: torch.Tensor) -> torch.Tensor:
         return x if self.encoder is None else self.encoder(x)  # (..., H)

@@ -6,7 +6,8 @@ h_{t-1} + b_t for LRU, minGRU and minLSTM, and ``indrnn_forward`` /
 ``indrnn_backward`` (indrnn.cpp), h_t = relu(a_t + u * h_{t-1}). And one
 chain of elementwise operations run as one pass over memory instead of a
 dozen: minGRU's and minLSTM's gates, ``mingates_forward`` / ``_backward``
-(gates.cpp). And LEM's nonlinear loop, ``lem_forward`` / ``lem_backward``
+(gates.cpp), and a Linear's bias with GELU after it, ``bias_gelu_forward`` /
+``_backward`` (gelu.cpp). And LEM's nonlinear loop, ``lem_forward`` / ``lem_backward``
 (lem.cpp), two matrix products and two fused passes a step, and coRNN's,
 ``cornn_forward`` / ``cornn_backward`` (cornn.cpp), one of each.
 
@@ -38,7 +39,7 @@ logger = logging.getLogger("seqmnist")
 DISABLE_ENV = "SEQMNIST_NATIVE"  # "0": never build or load the kernels
 _SOURCES = tuple(
     Path(__file__).with_name(name)
-    for name in ("scan.cpp", "indrnn.cpp", "gates.cpp", "lem.cpp", "cornn.cpp")
+    for name in ("scan.cpp", "indrnn.cpp", "gates.cpp", "gelu.cpp", "lem.cpp", "cornn.cpp")
 )
 _HEADERS = (Path(__file__).with_name("vectorised.h"),)
 _LOCK = threading.Lock()
@@ -77,17 +78,31 @@ def indrnn_backward(
     return _ops().indrnn_backward(h, grad_h, u)
 
 
-def mingates_forward(logits: torch.Tensor, gates: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """minGRU's (gates 2) or minLSTM's (gates 3) a and b from their logits (..., gates*H), in
-    one pass (gates.cpp); float32 or float64."""
-    return _ops().mingates_forward(logits, gates)
+def mingates_forward(
+    logits: torch.Tensor, bias: torch.Tensor, gates: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """minGRU's (gates 2) or minLSTM's (gates 3) a and b from their logits (..., gates*H)
+    without the bias (gates*H), in one pass (gates.cpp); float32 or float64."""
+    return _ops().mingates_forward(logits, bias, gates)
 
 
 def mingates_backward(
-    logits: torch.Tensor, gates: int, grad_a: torch.Tensor, grad_b: torch.Tensor
-) -> torch.Tensor:
-    """dL/dlogits of ``mingates_forward(logits, gates)`` given dL/da and dL/db."""
-    return _ops().mingates_backward(logits, gates, grad_a, grad_b)
+    logits: torch.Tensor, bias: torch.Tensor, gates: int, grad_a: torch.Tensor,
+    grad_b: torch.Tensor,
+) -> torch.Tensor:  # fmt: skip
+    """dL/dlogits (the bias's gradient is its sum over rows) of ``mingates_forward``,
+    given dL/da and dL/db."""
+    return _ops().mingates_backward(logits, bias, gates, grad_a, grad_b)
+
+
+def bias_gelu_forward(x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """gelu(x + bias), x (..., C), bias (C), in one pass (gelu.cpp); float32 or float64."""
+    return _ops().bias_gelu_forward(x, bias)
+
+
+def bias_gelu_backward(grad: torch.Tensor, x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """dL/dx of ``bias_gelu_forward(x, bias)`` given its dL/dy (dL/dbias is its sum over rows)."""
+    return _ops().bias_gelu_backward(grad, x, bias)
 
 
 def lem_forward(
@@ -270,12 +285,18 @@ def _register_fake() -> None:
         "seqmnist::linear_recurrence": lambda a, b, h0, reverse: torch.empty_like(b),
         "seqmnist::linear_recurrence_backward": backward_shapes,
         "seqmnist::indrnn_forward": lambda a, u: None,
-        "seqmnist::mingates_forward": lambda logits, gates: (
+        "seqmnist::mingates_forward": lambda logits, bias, gates: (
             logits.new_empty((*logits.shape[:-1], logits.shape[-1] // gates)),
             logits.new_empty((*logits.shape[:-1], logits.shape[-1] // gates)),
         ),
-        "seqmnist::mingates_backward": lambda logits, gates, grad_a, grad_b: torch.empty_like(
-            logits, memory_format=torch.contiguous_format
+        "seqmnist::mingates_backward": lambda logits, bias, gates, grad_a, grad_b: (
+            torch.empty_like(logits, memory_format=torch.contiguous_format)
+        ),
+        "seqmnist::bias_gelu_forward": lambda x, bias: torch.empty_like(
+            x, memory_format=torch.contiguous_format
+        ),
+        "seqmnist::bias_gelu_backward": lambda grad, x, bias: torch.empty_like(
+            x, memory_format=torch.contiguous_format
         ),
         "seqmnist::lem_forward": lambda drive, hidden_weight, W_y, dt, for_backward: (
             drive.new_empty((drive.shape[0] + 1, drive.shape[1], 2, W_y.shape[0]))

@@ -16,7 +16,10 @@
 // overflows or divides by zero for any logits (infinite ones are held to
 // +-1e30); mingru.py's softplus form gives the same values.
 //
-// Layout: logits (N, G*H) contiguous; a, b and their gradients (N, H).
+// The logits arrive without their Linear's bias, which is added here: addmm
+// would spend a pass copying it into the logits first.
+//
+// Layout: logits (N, G*H) contiguous, bias (G*H); a, b and their gradients (N, H).
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
@@ -86,21 +89,23 @@ SEQMNIST_INLINE void lstm_shares(T f, T i, T& forget, T& input) {
 }
 
 template <typename T>
-SEQMNIST_INLINE void gru_forward_rows(const T* __restrict logits, T* __restrict a, T* __restrict b, int64_t rows,
-                      int64_t H) {
+SEQMNIST_INLINE void gru_forward_rows(const T* __restrict logits, const T* __restrict bias,
+                                      T* __restrict a, T* __restrict b, int64_t rows, int64_t H) {
   for (int64_t r = 0; r < rows; ++r) {
     const T* k = logits + r * 2 * H;
     const T* h = k + H;
     for (int64_t j = 0; j < H; ++j) {
-      a[r * H + j] = sigmoid(-k[j]);
-      b[r * H + j] = sigmoid(k[j]) * g_of(h[j]);
+      const T kj = k[j] + bias[j];
+      a[r * H + j] = sigmoid(-kj);
+      b[r * H + j] = sigmoid(kj) * g_of(h[j] + bias[H + j]);
     }
   }
 }
 
 template <typename T>
-SEQMNIST_INLINE void gru_backward_rows(const T* __restrict logits, const T* __restrict grad_a,
-                       const T* __restrict grad_b, T* __restrict grad, int64_t rows, int64_t H) {
+SEQMNIST_INLINE void gru_backward_rows(const T* __restrict logits, const T* __restrict bias,
+                                       const T* __restrict grad_a, const T* __restrict grad_b,
+                                       T* __restrict grad, int64_t rows, int64_t H) {
   for (int64_t r = 0; r < rows; ++r) {
     const T* k = logits + r * 2 * H;
     const T* h = k + H;
@@ -110,9 +115,9 @@ SEQMNIST_INLINE void gru_backward_rows(const T* __restrict logits, const T* __re
     const T* gb = grad_b + r * H;
     for (int64_t j = 0; j < H; ++j) {
       // da/dk = -z(1 - z), db/dk = z(1 - z) g(h~), db/dh~ = z g'(h~)
-      const T z = sigmoid(k[j]);
+      const T z = sigmoid(k[j] + bias[j]);
       T g, slope;
-      g_and_slope(h[j], g, slope);
+      g_and_slope(h[j] + bias[H + j], g, slope);
       grad_k[j] = (gb[j] * g - ga[j]) * (z * (T(1) - z));
       grad_h[j] = gb[j] * z * slope;
     }
@@ -120,24 +125,25 @@ SEQMNIST_INLINE void gru_backward_rows(const T* __restrict logits, const T* __re
 }
 
 template <typename T>
-SEQMNIST_INLINE void lstm_forward_rows(const T* __restrict logits, T* __restrict a, T* __restrict b, int64_t rows,
-                       int64_t H) {
+SEQMNIST_INLINE void lstm_forward_rows(const T* __restrict logits, const T* __restrict bias,
+                                       T* __restrict a, T* __restrict b, int64_t rows, int64_t H) {
   for (int64_t r = 0; r < rows; ++r) {
     const T* f = logits + r * 3 * H;
     const T* i = f + H;
     const T* h = i + H;
     for (int64_t j = 0; j < H; ++j) {
       T forget, input;
-      lstm_shares(f[j], i[j], forget, input);
+      lstm_shares(f[j] + bias[j], i[j] + bias[H + j], forget, input);
       a[r * H + j] = forget;
-      b[r * H + j] = input * g_of(h[j]);
+      b[r * H + j] = input * g_of(h[j] + bias[2 * H + j]);
     }
   }
 }
 
 template <typename T>
-SEQMNIST_INLINE void lstm_backward_rows(const T* __restrict logits, const T* __restrict grad_a,
-                        const T* __restrict grad_b, T* __restrict grad, int64_t rows, int64_t H) {
+SEQMNIST_INLINE void lstm_backward_rows(const T* __restrict logits, const T* __restrict bias,
+                                        const T* __restrict grad_a, const T* __restrict grad_b,
+                                        T* __restrict grad, int64_t rows, int64_t H) {
   for (int64_t r = 0; r < rows; ++r) {
     const T* f = logits + r * 3 * H;
     const T* i = f + H;
@@ -151,69 +157,76 @@ SEQMNIST_INLINE void lstm_backward_rows(const T* __restrict logits, const T* __r
       // With diff = log i - log f (f' = sigmoid(-diff)): da/ddiff = -f'i',
       // db/ddiff = f'i' g(h~), db/dh~ = i' g'(h~); ddiff/df = -sigmoid(-f),
       // ddiff/di = sigmoid(-i).
+      const T fj = f[j] + bias[j], ij = i[j] + bias[H + j];
       T forget, input;
-      lstm_shares(f[j], i[j], forget, input);
+      lstm_shares(fj, ij, forget, input);
       T g, slope;
-      g_and_slope(h[j], g, slope);
+      g_and_slope(h[j] + bias[2 * H + j], g, slope);
       const T grad_diff = (gb[j] * g - ga[j]) * (forget * input);
-      grad_f[j] = -grad_diff * sigmoid(-f[j]);
-      grad_i[j] = grad_diff * sigmoid(-i[j]);
+      grad_f[j] = -grad_diff * sigmoid(-fj);
+      grad_i[j] = grad_diff * sigmoid(-ij);
       grad_h[j] = gb[j] * input * slope;
     }
   }
 }
 
 // The float32 instances, multiversioned; float64 (the tests' precision) runs the plain ones.
-SEQMNIST_CLONES void gru_forward_f32(const float* l, float* a, float* b, int64_t rows, int64_t H) {
-  gru_forward_rows(l, a, b, rows, H);
+SEQMNIST_CLONES void gru_forward_f32(const float* l, const float* bias, float* a, float* b,
+                                     int64_t rows, int64_t H) {
+  gru_forward_rows(l, bias, a, b, rows, H);
 }
-SEQMNIST_CLONES void gru_backward_f32(const float* l, const float* ga, const float* gb,
-                                      float* g, int64_t rows, int64_t H) {
-  gru_backward_rows(l, ga, gb, g, rows, H);
+SEQMNIST_CLONES void gru_backward_f32(const float* l, const float* bias, const float* ga,
+                                      const float* gb, float* g, int64_t rows, int64_t H) {
+  gru_backward_rows(l, bias, ga, gb, g, rows, H);
 }
-SEQMNIST_CLONES void lstm_forward_f32(const float* l, float* a, float* b, int64_t rows,
-                                      int64_t H) {
-  lstm_forward_rows(l, a, b, rows, H);
+SEQMNIST_CLONES void lstm_forward_f32(const float* l, const float* bias, float* a, float* b,
+                                      int64_t rows, int64_t H) {
+  lstm_forward_rows(l, bias, a, b, rows, H);
 }
-SEQMNIST_CLONES void lstm_backward_f32(const float* l, const float* ga, const float* gb,
-                                       float* g, int64_t rows, int64_t H) {
-  lstm_backward_rows(l, ga, gb, g, rows, H);
+SEQMNIST_CLONES void lstm_backward_f32(const float* l, const float* bias, const float* ga,
+                                       const float* gb, float* g, int64_t rows, int64_t H) {
+  lstm_backward_rows(l, bias, ga, gb, g, rows, H);
 }
 
 template <typename T>
-void forward_rows(int64_t gates, const T* l, T* a, T* b, int64_t rows, int64_t H) {
+void forward_rows(int64_t gates, const T* l, const T* bias, T* a, T* b, int64_t rows,
+                  int64_t H) {
   if constexpr (std::is_same_v<T, float>) {
-    (gates == 2 ? gru_forward_f32 : lstm_forward_f32)(l, a, b, rows, H);
+    (gates == 2 ? gru_forward_f32 : lstm_forward_f32)(l, bias, a, b, rows, H);
   } else {
-    (gates == 2 ? gru_forward_rows<T> : lstm_forward_rows<T>)(l, a, b, rows, H);
+    (gates == 2 ? gru_forward_rows<T> : lstm_forward_rows<T>)(l, bias, a, b, rows, H);
   }
 }
 
 template <typename T>
-void backward_rows(int64_t gates, const T* l, const T* ga, const T* gb, T* g, int64_t rows,
-                   int64_t H) {
+void backward_rows(int64_t gates, const T* l, const T* bias, const T* ga, const T* gb, T* g,
+                   int64_t rows, int64_t H) {
   if constexpr (std::is_same_v<T, float>) {
-    (gates == 2 ? gru_backward_f32 : lstm_backward_f32)(l, ga, gb, g, rows, H);
+    (gates == 2 ? gru_backward_f32 : lstm_backward_f32)(l, bias, ga, gb, g, rows, H);
   } else {
-    (gates == 2 ? gru_backward_rows<T> : lstm_backward_rows<T>)(l, ga, gb, g, rows, H);
+    (gates == 2 ? gru_backward_rows<T> : lstm_backward_rows<T>)(l, bias, ga, gb, g, rows, H);
   }
 }
 
 // Rows per task: about 16k elements, so small batches stay on one thread.
 int64_t grain(int64_t width) { return std::max<int64_t>(1, 16384 / std::max<int64_t>(width, 1)); }
 
-int64_t checked_width(const at::Tensor& logits, int64_t gates) {
+int64_t checked_width(const at::Tensor& logits, const at::Tensor& bias, int64_t gates) {
   TORCH_CHECK(gates == 2 || gates == 3, "mingates: gates must be 2 (minGRU) or 3 (minLSTM)");
   TORCH_CHECK(logits.dim() >= 1 && logits.size(-1) % gates == 0,
               "mingates: the logits' last dimension must be a multiple of ", gates);
   TORCH_CHECK(logits.scalar_type() == at::kFloat || logits.scalar_type() == at::kDouble,
               "mingates: logits must be float32 or float64");
+  TORCH_CHECK(bias.dim() == 1 && bias.size(0) == logits.size(-1),
+              "mingates: bias must be one value per logit column");
   return logits.size(-1) / gates;
 }
 
-std::tuple<at::Tensor, at::Tensor> mingates_forward(const at::Tensor& logits_in, int64_t gates) {
-  const int64_t H = checked_width(logits_in, gates);
+std::tuple<at::Tensor, at::Tensor> mingates_forward(const at::Tensor& logits_in,
+                                                    const at::Tensor& bias_in, int64_t gates) {
+  const int64_t H = checked_width(logits_in, bias_in, gates);
   const at::Tensor logits = logits_in.contiguous();
+  const at::Tensor bias = bias_in.to(logits.scalar_type()).contiguous();
   std::vector<int64_t> shape(logits.sizes().begin(), logits.sizes().end());
   shape.back() = H;
   at::Tensor a = at::empty(shape, logits.options());
@@ -221,20 +234,23 @@ std::tuple<at::Tensor, at::Tensor> mingates_forward(const at::Tensor& logits_in,
   const int64_t rows = H > 0 ? a.numel() / H : 0;
   AT_DISPATCH_FLOATING_TYPES(logits.scalar_type(), "mingates_forward", [&] {
     const scalar_t* l = logits.data_ptr<scalar_t>();
+    const scalar_t* pbias = bias.data_ptr<scalar_t>();
     scalar_t* pa = a.data_ptr<scalar_t>();
     scalar_t* pb = b.data_ptr<scalar_t>();
     at::parallel_for(0, rows, grain(gates * H), [&](int64_t begin, int64_t end) {
-      forward_rows<scalar_t>(gates, l + begin * gates * H, pa + begin * H, pb + begin * H,
-                             end - begin, H);
+      forward_rows<scalar_t>(gates, l + begin * gates * H, pbias, pa + begin * H,
+                             pb + begin * H, end - begin, H);
     });
   });
   return {a, b};
 }
 
-at::Tensor mingates_backward(const at::Tensor& logits_in, int64_t gates,
-                             const at::Tensor& grad_a_in, const at::Tensor& grad_b_in) {
-  const int64_t H = checked_width(logits_in, gates);
+at::Tensor mingates_backward(const at::Tensor& logits_in, const at::Tensor& bias_in,
+                             int64_t gates, const at::Tensor& grad_a_in,
+                             const at::Tensor& grad_b_in) {
+  const int64_t H = checked_width(logits_in, bias_in, gates);
   const at::Tensor logits = logits_in.contiguous();
+  const at::Tensor bias = bias_in.to(logits.scalar_type()).contiguous();
   const at::Tensor grad_a = grad_a_in.to(logits.scalar_type()).contiguous();
   const at::Tensor grad_b = grad_b_in.to(logits.scalar_type()).contiguous();
   TORCH_CHECK(grad_a.numel() * gates == logits.numel() && grad_b.numel() == grad_a.numel(),
@@ -243,12 +259,13 @@ at::Tensor mingates_backward(const at::Tensor& logits_in, int64_t gates,
   const int64_t rows = H > 0 ? grad_a.numel() / H : 0;
   AT_DISPATCH_FLOATING_TYPES(logits.scalar_type(), "mingates_backward", [&] {
     const scalar_t* l = logits.data_ptr<scalar_t>();
+    const scalar_t* pbias = bias.data_ptr<scalar_t>();
     const scalar_t* ga = grad_a.data_ptr<scalar_t>();
     const scalar_t* gb = grad_b.data_ptr<scalar_t>();
     scalar_t* pg = grad.data_ptr<scalar_t>();
     at::parallel_for(0, rows, grain(gates * H), [&](int64_t begin, int64_t end) {
-      backward_rows<scalar_t>(gates, l + begin * gates * H, ga + begin * H, gb + begin * H,
-                              pg + begin * gates * H, end - begin, H);
+      backward_rows<scalar_t>(gates, l + begin * gates * H, pbias, ga + begin * H,
+                              gb + begin * H, pg + begin * gates * H, end - begin, H);
     });
   });
   return grad;
@@ -257,8 +274,10 @@ at::Tensor mingates_backward(const at::Tensor& logits_in, int64_t gates,
 }  // namespace
 
 TORCH_LIBRARY_FRAGMENT(seqmnist, m) {
-  m.def("mingates_forward(Tensor logits, int gates) -> (Tensor, Tensor)");
-  m.def("mingates_backward(Tensor logits, int gates, Tensor grad_a, Tensor grad_b) -> Tensor");
+  m.def("mingates_forward(Tensor logits, Tensor bias, int gates) -> (Tensor, Tensor)");
+  m.def(
+      "mingates_backward(Tensor logits, Tensor bias, int gates, Tensor grad_a, Tensor grad_b) "
+      "-> Tensor");
   m.impl("mingates_forward", c10::DispatchKey::CPU, &mingates_forward);
   m.impl("mingates_backward", c10::DispatchKey::CPU, &mingates_backward);
 }

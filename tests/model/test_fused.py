@@ -1,0 +1,106 @@
+"""model/fused.py: a Linear's bias and the GELU after it in one compiled pass, against torch."""
+
+from unittest import mock
+
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from native_kernels import native_expected
+
+from seqmnist.model import fused
+from seqmnist.model.fused import GELUMLP, compiled_gelu_takes, linear_gelu
+
+needs_kernels = pytest.mark.skipif(
+    not native_expected(), reason="no C++ compiler or ninja: no compiled GELU"
+)
+
+
+def _values_and_gradients(linear, x, upstream, compiled):
+    x = x.detach().clone().requires_grad_()
+    with mock.patch.object(fused, "compiled_gelu_takes", lambda x, linear: compiled):
+        y = linear_gelu(linear, x)
+    return [y, *torch.autograd.grad(y, [x, *linear.parameters()], upstream)]
+
+
+@needs_kernels
+@settings(max_examples=20, deadline=None)
+@given(
+    seed=st.integers(0, 2**31 - 1),
+    leading=st.lists(st.integers(1, 5), min_size=1, max_size=3),
+    features=st.integers(1, 9),
+    width=st.integers(1, 40),
+    scale=st.sampled_from([0.1, 1.0, 10.0]),
+)
+def test_compiled_pass_equals_torch_in_values_and_gradients(seed, leading, features, width, scale):
+    """float64: the compiled pass (library erfc) is torch's gelu(linear(x)) to rounding,
+    in the output and in the gradients of x, the weight and the bias."""
+    generator = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    linear = torch.nn.Linear(features, width).double()
+    x = torch.randn(*leading, features, generator=generator, dtype=torch.float64) * scale
+    upstream = torch.randn(*leading, width, generator=generator, dtype=torch.float64)
+    want = _values_and_gradients(linear, x, upstream, compiled=False)
+    got = _values_and_gradients(linear, x, upstream, compiled=True)
+    for g, w in zip(got, want):
+        torch.testing.assert_close(g, w, rtol=1e-12, atol=1e-13)
+
+
+@needs_kernels
+def test_gradcheck():
+    x = (torch.randn(3, 4, 5, dtype=torch.float64) * 3).requires_grad_()
+    bias = torch.randn(5, dtype=torch.float64).requires_grad_()
+    assert torch.autograd.gradcheck(fused._BiasGELU.apply, (x, bias))
+
+
+@needs_kernels
+def test_float32_is_as_close_to_float64_as_torchs_own_far_outside_the_usual_range():
+    """Pre-activations from 1e-3 to 1e4 in size, both signs (the normal tail that
+    torch's 1 + erf cancels in, GELU's linear part), a NaN: the float32 pass (A&S
+    7.1.26 for erfc, its own exp) is as close to torch's float64 GELU as torch's
+    float32 GELU is, to a factor of 2, and NaN stays NaN."""
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(256, 48, generator=generator, dtype=torch.float64)
+    x = x * torch.logspace(-3, 4, 48, dtype=torch.float64)
+    x[3, 5] = float("nan")
+    bias = torch.randn(48, generator=generator, dtype=torch.float64)
+    upstream = torch.randn(256, 48, generator=generator, dtype=torch.float64)
+
+    def gelu_and_gradient(x, bias, upstream, compiled):
+        x = x.detach().clone().requires_grad_()
+        y = fused._BiasGELU.apply(x, bias) if compiled else F.gelu(x + bias)
+        (grad,) = torch.autograd.grad(y, x, upstream)
+        return y, grad
+
+    reference = gelu_and_gradient(x, bias, upstream, False)
+    torch_own = gelu_and_gradient(x.float(), bias.float(), upstream.float(), False)
+    got = gelu_and_gradient(x.float(), bias.float(), upstream.float(), True)
+    for g, t, w in zip(got, torch_own, reference):
+        assert g.dtype == torch.float32
+        assert torch.equal(g.isnan(), w.isnan()) and not g.isinf().any()
+        finite = w.isfinite()
+        torch_error = (t.double() - w)[finite].abs().max().item()
+        error = (g.double() - w)[finite].abs().max().item()
+        assert error <= 2 * torch_error
+
+
+def test_the_compiled_pass_is_taken_only_where_it_computes_what_torch_would():
+    linear = torch.nn.Linear(3, 4)
+    x = torch.rand(2, 3)
+    assert compiled_gelu_takes(x, linear) == native_expected()
+    assert not compiled_gelu_takes(x.double(), linear)  # x and the weights in two dtypes
+    assert not compiled_gelu_takes(x, torch.nn.Linear(3, 4, bias=False))
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # bf16 products: torch's path
+        assert not compiled_gelu_takes(x, linear)
+
+
+def test_the_mlp_keeps_a_sequentials_parameter_names_and_computes_the_same():
+    """Checkpoints of the blocks from before the fusion still load (0.* and 2.*), and the
+    MLP computes Linear -> GELU -> Linear whichever path it takes."""
+    torch.manual_seed(0)
+    mlp = GELUMLP(4, 8)
+    assert sorted(mlp.state_dict()) == ["0.bias", "0.weight", "2.bias", "2.weight"]
+    x = torch.randn(2, 3, 4)
+    first, _, last = mlp
+    torch.testing.assert_close(mlp(x), last(F.gelu(first(x))))
