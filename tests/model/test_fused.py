@@ -1,4 +1,5 @@
-"""model/fused.py: a Linear's bias and the GELU after it in one compiled pass, against torch."""
+"""model/fused.py: a Linear's bias and the activation after it (GELU; a GLU with a residual)
+in one compiled pass, against torch."""
 
 from unittest import mock
 
@@ -10,39 +11,52 @@ from hypothesis import strategies as st
 from native_kernels import native_expected
 
 from seqmnist.model import fused
-from seqmnist.model.fused import GELUMLP, compiled_gelu_takes, linear_gelu
+from seqmnist.model.fused import GELUMLP, compiled_pass_takes, linear_gelu, linear_glu_residual
 
 needs_kernels = pytest.mark.skipif(
     not native_expected(), reason="no C++ compiler or ninja: no compiled GELU"
 )
 
 
-def _values_and_gradients(linear, x, upstream, compiled):
+# Each fused layer as (linear, x, residual) -> output; the residual has the output's shape.
+LAYERS = {
+    "gelu": (lambda linear, x, residual: linear_gelu(linear, x), 1),
+    "glu": (linear_glu_residual, 2),  # the Linear's width is twice the output's
+}
+
+
+def _values_and_gradients(layer, linear, x, residual, upstream, compiled):
     x = x.detach().clone().requires_grad_()
-    with mock.patch.object(fused, "compiled_gelu_takes", lambda x, linear: compiled):
-        y = linear_gelu(linear, x)
-    return [y, *torch.autograd.grad(y, [x, *linear.parameters()], upstream)]
+    residual = residual.detach().clone().requires_grad_()
+    with mock.patch.object(fused, "compiled_pass_takes", lambda x, linear: compiled):
+        y = LAYERS[layer][0](linear, x, residual)
+    wrt = [x, *linear.parameters()] + ([residual] if layer == "glu" else [])
+    return [y, *torch.autograd.grad(y, wrt, upstream)]
 
 
 @needs_kernels
 @settings(max_examples=20, deadline=None)
 @given(
+    layer=st.sampled_from(sorted(LAYERS)),
     seed=st.integers(0, 2**31 - 1),
     leading=st.lists(st.integers(1, 5), min_size=1, max_size=3),
     features=st.integers(1, 9),
     width=st.integers(1, 40),
     scale=st.sampled_from([0.1, 1.0, 10.0]),
 )
-def test_compiled_pass_equals_torch_in_values_and_gradients(seed, leading, features, width, scale):
-    """float64: the compiled pass (library erfc) is torch's gelu(linear(x)) to rounding,
-    in the output and in the gradients of x, the weight and the bias."""
+def test_compiled_pass_equals_torch_in_values_and_gradients(
+    layer, seed, leading, features, width, scale
+):
+    """float64: the compiled pass (library erfc) is torch's gelu(linear(x)), or
+    residual + glu(linear(x)), to rounding, in the output and in the gradients of x,
+    the weight, the bias and the residual."""
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
-    linear = torch.nn.Linear(features, width).double()
+    linear = torch.nn.Linear(features, LAYERS[layer][1] * width).double()
     x = torch.randn(*leading, features, generator=generator, dtype=torch.float64) * scale
-    upstream = torch.randn(*leading, width, generator=generator, dtype=torch.float64)
-    want = _values_and_gradients(linear, x, upstream, compiled=False)
-    got = _values_and_gradients(linear, x, upstream, compiled=True)
+    residual, upstream = torch.randn(2, *leading, width, generator=generator, dtype=torch.float64)
+    want = _values_and_gradients(layer, linear, x, residual, upstream, compiled=False)
+    got = _values_and_gradients(layer, linear, x, residual, upstream, compiled=True)
     for g, w in zip(got, want):
         torch.testing.assert_close(g, w, rtol=1e-12, atol=1e-13)
 
@@ -52,6 +66,10 @@ def test_gradcheck():
     x = (torch.randn(3, 4, 5, dtype=torch.float64) * 3).requires_grad_()
     bias = torch.randn(5, dtype=torch.float64).requires_grad_()
     assert torch.autograd.gradcheck(fused._BiasGELU.apply, (x, bias))
+    bias = torch.randn(10, dtype=torch.float64).requires_grad_()
+    residual = torch.randn(3, 4, 5, dtype=torch.float64).requires_grad_()
+    x = (torch.randn(3, 4, 10, dtype=torch.float64) * 3).requires_grad_()
+    assert torch.autograd.gradcheck(fused._BiasGLUResidual.apply, (x, bias, residual))
 
 
 @needs_kernels
@@ -85,14 +103,47 @@ def test_float32_is_as_close_to_float64_as_torchs_own_far_outside_the_usual_rang
         assert error <= 2 * torch_error
 
 
+@needs_kernels
+def test_the_float32_glu_is_as_close_to_float64_as_torchs_own_far_outside_the_usual_range():
+    """Gates and values from 1e-3 to 1e4 in size (saturated sigmoids), a NaN in a value and
+    in a gate: as close to torch's float64 GLU as torch's float32 is, NaN where it is."""
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(256, 48, generator=generator, dtype=torch.float64)
+    x = x * torch.logspace(-3, 4, 24, dtype=torch.float64).repeat(2)
+    x[3, 5], x[4, 24 + 7] = float("nan"), float("nan")
+    bias = torch.randn(48, generator=generator, dtype=torch.float64)
+    residual, upstream = torch.randn(2, 256, 24, generator=generator, dtype=torch.float64)
+
+    def glu_and_gradient(x, bias, residual, upstream, compiled):
+        x = x.detach().clone().requires_grad_()
+        if compiled:
+            y = fused._BiasGLUResidual.apply(x, bias, residual)
+        else:
+            y = residual + F.glu(x + bias, dim=-1)
+        (grad,) = torch.autograd.grad(y, x, upstream)
+        return y, grad
+
+    reference = glu_and_gradient(x, bias, residual, upstream, False)
+    as_float = [t.float() for t in (x, bias, residual, upstream)]
+    torch_own = glu_and_gradient(*as_float, False)
+    got = glu_and_gradient(*as_float, True)
+    for g, t, w in zip(got, torch_own, reference):
+        assert g.dtype == torch.float32
+        assert torch.equal(g.isnan(), w.isnan()) and not g.isinf().any()
+        finite = w.isfinite()
+        torch_error = (t.double() - w)[finite].abs().max().item()
+        error = (g.double() - w)[finite].abs().max().item()
+        assert error <= 2 * torch_error
+
+
 def test_the_compiled_pass_is_taken_only_where_it_computes_what_torch_would():
     linear = torch.nn.Linear(3, 4)
     x = torch.rand(2, 3)
-    assert compiled_gelu_takes(x, linear) == native_expected()
-    assert not compiled_gelu_takes(x.double(), linear)  # x and the weights in two dtypes
-    assert not compiled_gelu_takes(x, torch.nn.Linear(3, 4, bias=False))
+    assert compiled_pass_takes(x, linear) == native_expected()
+    assert not compiled_pass_takes(x.double(), linear)  # x and the weights in two dtypes
+    assert not compiled_pass_takes(x, torch.nn.Linear(3, 4, bias=False))
     with torch.autocast("cpu", dtype=torch.bfloat16):  # bf16 products: torch's path
-        assert not compiled_gelu_takes(x, linear)
+        assert not compiled_pass_takes(x, linear)
 
 
 def test_the_mlp_keeps_a_sequentials_parameter_names_and_computes_the_same():

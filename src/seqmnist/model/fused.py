@@ -35,9 +35,27 @@ class _BiasGELU(torch.autograd.Function):
         return grad_x, grad_bias
 
 
-def compiled_gelu_takes(x: torch.Tensor, linear: nn.Linear) -> bool:
-    """Whether ``linear_gelu`` runs the compiled pass: native.takes(x), a bias, x in the
-    layer's dtype and no autocast (whose products would be bf16, which the kernel lacks)."""
+class _BiasGLUResidual(torch.autograd.Function):
+    """(x = [value, gate], bias, residual) -> residual + (value + bias_v) sigmoid(gate + bias_g)."""
+
+    @staticmethod
+    def forward(ctx, x, bias, residual):
+        ctx.save_for_backward(x, bias)
+        return native.bias_glu_residual_forward(x, bias, residual)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad):
+        x, bias = ctx.saved_tensors
+        grad_x = native.bias_glu_backward(grad, x, bias)
+        grad_bias = grad_x.flatten(0, -2).sum(0) if ctx.needs_input_grad[1] else None
+        return grad_x, grad_bias, grad
+
+
+def compiled_pass_takes(x: torch.Tensor, linear: nn.Linear) -> bool:
+    """Whether a Linear's output and activation run as the compiled pass: native.takes(x),
+    a bias, x in the layer's dtype and no autocast (whose products would be bf16, which
+    the kernels lack)."""
     return (
         linear.bias is not None
         and x.dtype == linear.weight.dtype
@@ -48,9 +66,16 @@ def compiled_gelu_takes(x: torch.Tensor, linear: nn.Linear) -> bool:
 
 def linear_gelu(linear: nn.Linear, x: torch.Tensor) -> torch.Tensor:
     """gelu(linear(x)) (exact GELU, torch's default)."""
-    if compiled_gelu_takes(x, linear):
+    if compiled_pass_takes(x, linear):
         return _BiasGELU.apply(F.linear(x, linear.weight), linear.bias)
     return F.gelu(linear(x))
+
+
+def linear_glu_residual(linear: nn.Linear, x: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
+    """residual + glu(linear(x)), the GLU's value the first half of the Linear's outputs."""
+    if compiled_pass_takes(x, linear):
+        return _BiasGLUResidual.apply(F.linear(x, linear.weight), linear.bias, residual)
+    return residual + F.glu(linear(x), dim=-1)
 
 
 class GELUMLP(nn.Sequential):

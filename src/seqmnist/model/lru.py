@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from seqmnist.model.core import Bidirectional, RecurrentCore, State
+from seqmnist.model.fused import linear_glu_residual
 from seqmnist.model.options import LRUOptions
 from seqmnist.model.scan import linear_recurrence
 
@@ -159,7 +160,7 @@ class LRUCore(RecurrentCore):
         return x if self.encoder is None else self.encoder(x)  # (..., H)
 
     def _leave(self, u: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return u + F.glu(self.glu(F.gelu(y)), dim=-1)  # (..., H)
+        return linear_glu_residual(self.glu, F.gelu(y), residual=u)  # u + GLU(GELU(y)), (..., H)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, T, F) -> (B, T, H)
         u = self._enter(x)

@@ -6,10 +6,11 @@ h_{t-1} + b_t for LRU, minGRU and minLSTM, and ``indrnn_forward`` /
 ``indrnn_backward`` (indrnn.cpp), h_t = relu(a_t + u * h_{t-1}). And one
 chain of elementwise operations run as one pass over memory instead of a
 dozen: minGRU's and minLSTM's gates, ``mingates_forward`` / ``_backward``
-(gates.cpp), and a Linear's bias with GELU after it, ``bias_gelu_forward`` /
-``_backward`` (gelu.cpp). And LEM's nonlinear loop, ``lem_forward`` / ``lem_backward``
-(lem.cpp), two matrix products and two fused passes a step, and coRNN's,
-``cornn_forward`` / ``cornn_backward`` (cornn.cpp), one of each.
+(gates.cpp), and a Linear's bias with the activation after it,
+``bias_gelu_*`` and ``bias_glu_*`` (activations.cpp). And LEM's nonlinear
+loop, ``lem_forward`` / ``lem_backward`` (lem.cpp), two matrix products and
+two fused passes a step, and coRNN's, ``cornn_forward`` / ``cornn_backward``
+(cornn.cpp), one of each.
 
 They are built once per source and environment (torch install, Python,
 machine type) into ``<cache>/seqmnist/native`` (``$XDG_CACHE_HOME``, else
@@ -39,7 +40,7 @@ logger = logging.getLogger("seqmnist")
 DISABLE_ENV = "SEQMNIST_NATIVE"  # "0": never build or load the kernels
 _SOURCES = tuple(
     Path(__file__).with_name(name)
-    for name in ("scan.cpp", "indrnn.cpp", "gates.cpp", "gelu.cpp", "lem.cpp", "cornn.cpp")
+    for name in ("scan.cpp", "indrnn.cpp", "gates.cpp", "activations.cpp", "lem.cpp", "cornn.cpp")
 )
 _HEADERS = (Path(__file__).with_name("vectorised.h"),)
 _LOCK = threading.Lock()
@@ -96,13 +97,25 @@ def mingates_backward(
 
 
 def bias_gelu_forward(x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-    """gelu(x + bias), x (..., C), bias (C), in one pass (gelu.cpp); float32 or float64."""
+    """gelu(x + bias), x (..., C), bias (C), in one pass (activations.cpp); float32 or float64."""
     return _ops().bias_gelu_forward(x, bias)
 
 
 def bias_gelu_backward(grad: torch.Tensor, x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
     """dL/dx of ``bias_gelu_forward(x, bias)`` given its dL/dy (dL/dbias is its sum over rows)."""
     return _ops().bias_gelu_backward(grad, x, bias)
+
+
+def bias_glu_residual_forward(
+    x: torch.Tensor, bias: torch.Tensor, residual: torch.Tensor
+) -> torch.Tensor:
+    """residual + glu(x + bias): x (..., 2C) = [value, gate], bias (2C), residual (..., C)."""
+    return _ops().bias_glu_residual_forward(x, bias, residual)
+
+
+def bias_glu_backward(grad: torch.Tensor, x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """dL/dx of ``bias_glu_residual_forward`` given its dL/dy (the residual's is dL/dy)."""
+    return _ops().bias_glu_backward(grad, x, bias)
 
 
 def lem_forward(
@@ -296,6 +309,12 @@ def _register_fake() -> None:
             x, memory_format=torch.contiguous_format
         ),
         "seqmnist::bias_gelu_backward": lambda grad, x, bias: torch.empty_like(
+            x, memory_format=torch.contiguous_format
+        ),
+        "seqmnist::bias_glu_residual_forward": lambda x, bias, residual: torch.empty_like(
+            residual, memory_format=torch.contiguous_format
+        ),
+        "seqmnist::bias_glu_backward": lambda grad, x, bias: torch.empty_like(
             x, memory_format=torch.contiguous_format
         ),
         "seqmnist::lem_forward": lambda drive, hidden_weight, W_y, dt, for_backward: (

@@ -1,4 +1,6 @@
-// gelu(x + bias), forward and backward, each one pass (model/fused.py).
+// A Linear's bias with the activation after it, forward and backward, each one
+// pass (model/fused.py): gelu(x + bias), and a GLU with a residual,
+// residual + (x_a + bias_a) sigmoid(x_b + bias_b) for x = [x_a, x_b].
 //
 // A Linear followed by GELU (minGRU's and minLSTM's MLP) costs torch three
 // passes over the Linear's output: addmm copies the broadcast bias into it
@@ -15,7 +17,11 @@
 // everywhere and closer in the negative tail. The derivative is
 // Phi(x) + x phi(x), phi the normal density, sharing one exponential.
 //
-// Layout: x and the gradients (N, C) contiguous, bias (C).
+// The GLU (LRU's block) is torch's addmm, glu and an add as three passes; its
+// backward, glu_backward (which computes the sigmoid again) and the sums.
+//
+// Layout: GELU's x and the gradients (N, C) contiguous, bias (C); the GLU's x
+// (N, 2C), bias (2C), residual and output (N, C).
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
@@ -30,6 +36,7 @@
 namespace {
 
 using seqmnist::exp_;
+using seqmnist::sigmoid;
 
 // Phi(x) and phi(x) = exp(-x^2 / 2) / sqrt(2 pi).
 template <typename T>
@@ -84,6 +91,37 @@ SEQMNIST_INLINE void backward_rows(const T* __restrict grad_y, const T* __restri
   }
 }
 
+template <typename T>
+SEQMNIST_INLINE void glu_forward_rows(const T* __restrict x, const T* __restrict bias,
+                                      const T* __restrict residual, T* __restrict y,
+                                      int64_t rows, int64_t C) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const T* value = x + r * 2 * C;
+    const T* gate = value + C;
+    for (int64_t j = 0; j < C; ++j) {
+      y[r * C + j] = residual[r * C + j] + (value[j] + bias[j]) * sigmoid(gate[j] + bias[C + j]);
+    }
+  }
+}
+
+template <typename T>
+SEQMNIST_INLINE void glu_backward_rows(const T* __restrict grad_y, const T* __restrict x,
+                                       const T* __restrict bias, T* __restrict grad_x,
+                                       int64_t rows, int64_t C) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const T* value = x + r * 2 * C;
+    const T* gate = value + C;
+    T* grad_value = grad_x + r * 2 * C;
+    T* grad_gate = grad_value + C;
+    for (int64_t j = 0; j < C; ++j) {
+      const T s = sigmoid(gate[j] + bias[C + j]);
+      const T g = grad_y[r * C + j];
+      grad_value[j] = g * s;
+      grad_gate[j] = g * (value[j] + bias[j]) * (s * (T(1) - s));
+    }
+  }
+}
+
 SEQMNIST_CLONES void forward_f32(const float* x, const float* bias, float* y, int64_t rows,
                                  int64_t C) {
   forward_rows(x, bias, y, rows, C);
@@ -91,6 +129,15 @@ SEQMNIST_CLONES void forward_f32(const float* x, const float* bias, float* y, in
 SEQMNIST_CLONES void backward_f32(const float* grad_y, const float* x, const float* bias,
                                   float* grad_x, int64_t rows, int64_t C) {
   backward_rows(grad_y, x, bias, grad_x, rows, C);
+}
+
+SEQMNIST_CLONES void glu_forward_f32(const float* x, const float* bias, const float* residual,
+                                     float* y, int64_t rows, int64_t C) {
+  glu_forward_rows(x, bias, residual, y, rows, C);
+}
+SEQMNIST_CLONES void glu_backward_f32(const float* grad_y, const float* x, const float* bias,
+                                      float* grad_x, int64_t rows, int64_t C) {
+  glu_backward_rows(grad_y, x, bias, grad_x, rows, C);
 }
 
 // float32 through the multiversioned instances; the library's erfc for float64.
@@ -112,15 +159,34 @@ void backward(const T* grad_y, const T* x, const T* bias, T* grad_x, int64_t row
   }
 }
 
+template <typename T>
+void glu_forward(const T* x, const T* bias, const T* residual, T* y, int64_t rows, int64_t C) {
+  if constexpr (std::is_same_v<T, float>) {
+    glu_forward_f32(x, bias, residual, y, rows, C);
+  } else {
+    glu_forward_rows(x, bias, residual, y, rows, C);
+  }
+}
+
+template <typename T>
+void glu_backward(const T* grad_y, const T* x, const T* bias, T* grad_x, int64_t rows,
+                  int64_t C) {
+  if constexpr (std::is_same_v<T, float>) {
+    glu_backward_f32(grad_y, x, bias, grad_x, rows, C);
+  } else {
+    glu_backward_rows(grad_y, x, bias, grad_x, rows, C);
+  }
+}
+
 int64_t grain(int64_t width) { return std::max<int64_t>(1, 16384 / std::max<int64_t>(width, 1)); }
 
 int64_t checked_width(const at::Tensor& x, const at::Tensor& bias) {
   TORCH_CHECK(x.dim() >= 1 && bias.dim() == 1 && bias.size(0) == x.size(-1),
-              "bias_gelu: bias must be one value per column of x");
+              "bias_gelu, bias_glu: bias must be one value per column of x");
   TORCH_CHECK(x.scalar_type() == bias.scalar_type(),
-              "bias_gelu: x and bias must have one dtype");
+              "bias_gelu, bias_glu: x and bias must have one dtype");
   TORCH_CHECK(x.scalar_type() == at::kFloat || x.scalar_type() == at::kDouble,
-              "bias_gelu: x must be float32 or float64");
+              "bias_gelu, bias_glu: x must be float32 or float64");
   return x.size(-1);
 }
 
@@ -160,6 +226,56 @@ at::Tensor bias_gelu_backward(const at::Tensor& grad_in, const at::Tensor& x_in,
   return grad_x;
 }
 
+int64_t checked_glu_width(const at::Tensor& x, const at::Tensor& bias) {
+  TORCH_CHECK(x.dim() >= 1 && x.size(-1) % 2 == 0, "bias_glu: x must have an even width");
+  checked_width(x, bias);
+  return x.size(-1) / 2;
+}
+
+at::Tensor bias_glu_residual_forward(const at::Tensor& x_in, const at::Tensor& bias_in,
+                                     const at::Tensor& residual_in) {
+  const int64_t C = checked_glu_width(x_in, bias_in);
+  const at::Tensor x = x_in.contiguous(), bias = bias_in.contiguous();
+  const at::Tensor residual = residual_in.to(x.scalar_type()).contiguous();
+  TORCH_CHECK(residual.numel() * 2 == x.numel() && residual.size(-1) == C,
+              "bias_glu_residual: the residual must have x's shape at half its width");
+  at::Tensor y = at::empty_like(residual);
+  const int64_t rows = C > 0 ? y.numel() / C : 0;
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "bias_glu_residual_forward", [&] {
+    const scalar_t* px = x.data_ptr<scalar_t>();
+    const scalar_t* pb = bias.data_ptr<scalar_t>();
+    const scalar_t* pr = residual.data_ptr<scalar_t>();
+    scalar_t* py = y.data_ptr<scalar_t>();
+    at::parallel_for(0, rows, grain(3 * C), [&](int64_t begin, int64_t end) {
+      glu_forward<scalar_t>(px + begin * 2 * C, pb, pr + begin * C, py + begin * C,
+                            end - begin, C);
+    });
+  });
+  return y;
+}
+
+at::Tensor bias_glu_backward(const at::Tensor& grad_in, const at::Tensor& x_in,
+                             const at::Tensor& bias_in) {
+  const int64_t C = checked_glu_width(x_in, bias_in);
+  const at::Tensor x = x_in.contiguous(), bias = bias_in.contiguous();
+  const at::Tensor grad = grad_in.to(x.scalar_type()).contiguous();
+  TORCH_CHECK(grad.numel() * 2 == x.numel(),
+              "bias_glu_backward: the gradient must have x's shape at half its width");
+  at::Tensor grad_x = at::empty_like(x);
+  const int64_t rows = C > 0 ? grad.numel() / C : 0;
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "bias_glu_backward", [&] {
+    const scalar_t* pg = grad.data_ptr<scalar_t>();
+    const scalar_t* px = x.data_ptr<scalar_t>();
+    const scalar_t* pb = bias.data_ptr<scalar_t>();
+    scalar_t* out = grad_x.data_ptr<scalar_t>();
+    at::parallel_for(0, rows, grain(3 * C), [&](int64_t begin, int64_t end) {
+      glu_backward<scalar_t>(pg + begin * C, px + begin * 2 * C, pb, out + begin * 2 * C,
+                             end - begin, C);
+    });
+  });
+  return grad_x;
+}
+
 }  // namespace
 
 TORCH_LIBRARY_FRAGMENT(seqmnist, m) {
@@ -167,4 +283,8 @@ TORCH_LIBRARY_FRAGMENT(seqmnist, m) {
   m.def("bias_gelu_backward(Tensor grad, Tensor x, Tensor bias) -> Tensor");
   m.impl("bias_gelu_forward", c10::DispatchKey::CPU, &bias_gelu_forward);
   m.impl("bias_gelu_backward", c10::DispatchKey::CPU, &bias_gelu_backward);
+  m.def("bias_glu_residual_forward(Tensor x, Tensor bias, Tensor residual) -> Tensor");
+  m.def("bias_glu_backward(Tensor grad, Tensor x, Tensor bias) -> Tensor");
+  m.impl("bias_glu_residual_forward", c10::DispatchKey::CPU, &bias_glu_residual_forward);
+  m.impl("bias_glu_backward", c10::DispatchKey::CPU, &bias_glu_backward);
 }
