@@ -11,7 +11,13 @@ from hypothesis import strategies as st
 from native_kernels import native_expected
 
 from seqmnist.model import fused
-from seqmnist.model.fused import GELUMLP, compiled_pass_takes, linear_gelu, linear_glu_residual
+from seqmnist.model.fused import (
+    GELUMLP,
+    compiled_pass_takes,
+    gelu_of_scaled_sum,
+    linear_gelu,
+    linear_glu_residual,
+)
 
 needs_kernels = pytest.mark.skipif(
     not native_expected(), reason="no C++ compiler or ninja: no compiled GELU"
@@ -61,6 +67,55 @@ def test_compiled_pass_equals_torch_in_values_and_gradients(
         torch.testing.assert_close(g, w, rtol=1e-12, atol=1e-13)
 
 
+def _skip_values_and_gradients(x, d, u, upstream, compiled):
+    x, d, u = (t.detach().clone().requires_grad_() for t in (x, d, u))
+    with mock.patch.object(fused.native, "takes", lambda tensor: compiled):
+        y = gelu_of_scaled_sum(x, d, u)
+    return [y, *torch.autograd.grad(y, [x, d, u], upstream)]
+
+
+@needs_kernels
+@settings(max_examples=20, deadline=None)
+@given(
+    seed=st.integers(0, 2**31 - 1),
+    leading=st.lists(st.integers(1, 40), min_size=1, max_size=3),
+    width=st.integers(1, 40),
+    scale=st.sampled_from([0.1, 1.0, 10.0]),
+)
+def test_lrus_readout_gelu_equals_torch_in_values_and_gradients(seed, leading, width, scale):
+    """float64: gelu(x + d * u) compiled is torch's to rounding, with dL/dx, dL/du and
+    dL/dd (summed over up to 64,000 rows in the kernel's chunks)."""
+    generator = torch.Generator().manual_seed(seed)
+    x, u, upstream = torch.randn(3, *leading, width, generator=generator, dtype=torch.float64)
+    d = torch.randn(width, generator=generator, dtype=torch.float64) * scale
+    want = _skip_values_and_gradients(x * scale, d, u, upstream, compiled=False)
+    got = _skip_values_and_gradients(x * scale, d, u, upstream, compiled=True)
+    for g, w in zip(got, want):
+        torch.testing.assert_close(g, w, rtol=1e-12, atol=1e-11)
+
+
+@needs_kernels
+def test_the_float32_readout_gelu_is_as_close_to_float64_as_torchs_own():
+    """Sums from 1e-3 to 1e4 in size, a NaN: float32 output and gradients as close to
+    torch's float64 as torch's float32 is (dL/dd a sum over 20,000 rows), NaN where it is."""
+    generator = torch.Generator().manual_seed(0)
+    x, u, upstream = torch.randn(3, 20000, 24, generator=generator, dtype=torch.float64)
+    x = x * torch.logspace(-3, 4, 24, dtype=torch.float64)
+    x[3, 5] = float("nan")
+    d = torch.randn(24, generator=generator, dtype=torch.float64)
+    reference = _skip_values_and_gradients(x, d, u, upstream, compiled=False)
+    as_float = [t.float() for t in (x, d, u, upstream)]
+    torch_own = _skip_values_and_gradients(*as_float, compiled=False)
+    got = _skip_values_and_gradients(*as_float, compiled=True)
+    for g, t, w in zip(got, torch_own, reference):
+        assert g.dtype == torch.float32
+        assert torch.equal(g.isnan(), w.isnan())
+        finite = w.isfinite()
+        torch_error = (t.double() - w)[finite].abs().max().item()
+        error = (g.double() - w)[finite].abs().max().item()
+        assert error <= 2 * torch_error
+
+
 @needs_kernels
 def test_gradcheck():
     x = (torch.randn(3, 4, 5, dtype=torch.float64) * 3).requires_grad_()
@@ -70,6 +125,9 @@ def test_gradcheck():
     residual = torch.randn(3, 4, 5, dtype=torch.float64).requires_grad_()
     x = (torch.randn(3, 4, 10, dtype=torch.float64) * 3).requires_grad_()
     assert torch.autograd.gradcheck(fused._BiasGLUResidual.apply, (x, bias, residual))
+    x, u = (torch.randn(2, 3, 4, 5, dtype=torch.float64) * 3).requires_grad_()
+    d = torch.randn(5, dtype=torch.float64).requires_grad_()
+    assert torch.autograd.gradcheck(fused._SkipGELU.apply, (x, d, u))
 
 
 @needs_kernels

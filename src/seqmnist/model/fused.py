@@ -52,6 +52,21 @@ class _BiasGLUResidual(torch.autograd.Function):
         return grad_x, grad_bias, grad
 
 
+class _SkipGELU(torch.autograd.Function):
+    """(x, d, u) -> gelu(x + d * u), d broadcast over x's last dimension."""
+
+    @staticmethod
+    def forward(ctx, x, d, u):
+        ctx.save_for_backward(x, d, u)
+        return native.skip_gelu_forward(x, d, u)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad):
+        grad_x, grad_u, grad_d = native.skip_gelu_backward(grad, *ctx.saved_tensors)
+        return grad_x, grad_d, grad_u
+
+
 def compiled_pass_takes(x: torch.Tensor, linear: nn.Linear) -> bool:
     """Whether a Linear's output and activation run as the compiled pass: native.takes(x),
     a bias, x in the layer's dtype and no autocast (whose products would be bf16, which
@@ -89,3 +104,15 @@ class GELUMLP(nn.Sequential):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         first, _, last = self
         return last(linear_gelu(first, x))
+
+
+def gelu_of_scaled_sum(x: torch.Tensor, d: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """gelu(x + d * u), d one value per column: LRU's readout Re(C x) + D u and its GELU,
+    one compiled pass where three torch ones would run (x and u in d's dtype, no autocast)."""
+    if (
+        x.dtype == d.dtype == u.dtype
+        and not torch.is_autocast_enabled(x.device.type)
+        and native.takes(x)
+    ):
+        return _SkipGELU.apply(x, d, u)
+    return F.gelu(x + d * u)

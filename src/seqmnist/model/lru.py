@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from seqmnist.model.core import Bidirectional, RecurrentCore, State
-from seqmnist.model.fused import linear_glu_residual
+from seqmnist.model.fused import gelu_of_scaled_sum, linear_glu_residual
 from seqmnist.model.options import LRUOptions
 from seqmnist.model.scan import linear_recurrence
 
@@ -94,15 +94,19 @@ class LRU(nn.Module):
             drive = drive.float()
         return torch.view_as_complex(drive.unflatten(-1, (self.state_size, 2)))  # (..., N)
 
-    def _read(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-        """Re(C x) + D u: (..., N) complex -> (..., H)."""
-        return F.linear(torch.view_as_real(x).flatten(-2), self._output_weight()) + self.D * u
+    def _read(self, x: torch.Tensor, u: torch.Tensor, gelu: bool = False) -> torch.Tensor:
+        """Re(C x) + D u, or its GELU: (..., N) complex -> (..., H)."""
+        read = F.linear(torch.view_as_real(x).flatten(-2), self._output_weight())
+        return gelu_of_scaled_sum(read, self.D, u) if gelu else read + self.D * u
 
-    def forward(self, u: torch.Tensor) -> torch.Tensor:  # (B, T, H) -> (B, T, H)
+    def forward(self, u: torch.Tensor, gelu: bool = False) -> torch.Tensor:
+        """(B, T, H) -> (B, T, H): y, or GELU(y) with ``gelu`` (the block's next step, fused
+        with the readout's sum: one pass where three would run)."""
         if torch.jit.is_tracing():
-            return self.forward_real(u)
+            y = self.forward_real(u)
+            return F.gelu(y) if gelu else y
         x = linear_recurrence(self.eigenvalues(), self._drive(u), method=self.method)  # (B, T, N)
-        return self._read(x, u)
+        return self._read(x, u, gelu)
 
     def forward_real(self, u: torch.Tensor) -> torch.Tensor:  # (B, T, H) -> (B, T, H)
         """The same recurrence in real arithmetic, a plain loop: what ONNX export traces,
@@ -159,12 +163,12 @@ class LRUCore(RecurrentCore):
     def _enter(self, x: torch.Tensor) -> torch.Tensor:
         return x if self.encoder is None else self.encoder(x)  # (..., H)
 
-    def _leave(self, u: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return linear_glu_residual(self.glu, F.gelu(y), residual=u)  # u + GLU(GELU(y)), (..., H)
+    def _leave(self, u: torch.Tensor, activated: torch.Tensor) -> torch.Tensor:
+        return linear_glu_residual(self.glu, activated, residual=u)  # u + GLU(GELU(y)), (..., H)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, T, F) -> (B, T, H)
         u = self._enter(x)
-        return self._leave(u, self.lru(self.norm(u)))
+        return self._leave(u, self.lru(self.norm(u), gelu=True))
 
     def initial_state(self, batch_size: int, reference: torch.Tensor) -> State:
         return self.lru.initial_state(batch_size, reference)
@@ -172,7 +176,7 @@ class LRUCore(RecurrentCore):
     def step(self, x: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
         u = self._enter(x)
         y, state = self.lru.step(self.norm(u), state)
-        return self._leave(u, y), state
+        return self._leave(u, F.gelu(y)), state
 
 
 def build(spec) -> RecurrentCore:

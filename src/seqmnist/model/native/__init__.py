@@ -6,11 +6,11 @@ h_{t-1} + b_t for LRU, minGRU and minLSTM, and ``indrnn_forward`` /
 ``indrnn_backward`` (indrnn.cpp), h_t = relu(a_t + u * h_{t-1}). And one
 chain of elementwise operations run as one pass over memory instead of a
 dozen: minGRU's and minLSTM's gates, ``mingates_forward`` / ``_backward``
-(gates.cpp), and a Linear's bias with the activation after it,
-``bias_gelu_*`` and ``bias_glu_*`` (activations.cpp). And LEM's nonlinear
-loop, ``lem_forward`` / ``lem_backward`` (lem.cpp), two matrix products and
-two fused passes a step, and coRNN's, ``cornn_forward`` / ``cornn_backward``
-(cornn.cpp), one of each.
+(gates.cpp), and a Linear's bias with the activation after it, ``bias_gelu_*``
+and ``bias_glu_*``, and LRU's readout with its GELU, ``skip_gelu_*``
+(activations.cpp). And LEM's nonlinear loop, ``lem_forward`` /
+``lem_backward`` (lem.cpp), two matrix products and two fused passes a step,
+and coRNN's, ``cornn_forward`` / ``cornn_backward`` (cornn.cpp), one of each.
 
 They are built once per source and environment (torch install, Python,
 machine type) into ``<cache>/seqmnist/native`` (``$XDG_CACHE_HOME``, else
@@ -116,6 +116,18 @@ def bias_glu_residual_forward(
 def bias_glu_backward(grad: torch.Tensor, x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
     """dL/dx of ``bias_glu_residual_forward`` given its dL/dy (the residual's is dL/dy)."""
     return _ops().bias_glu_backward(grad, x, bias)
+
+
+def skip_gelu_forward(x: torch.Tensor, d: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """gelu(x + d * u): x and u (..., C), d (C), in one pass (activations.cpp)."""
+    return _ops().skip_gelu_forward(x, d, u)
+
+
+def skip_gelu_backward(
+    grad: torch.Tensor, x: torch.Tensor, d: torch.Tensor, u: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """dL/dx, dL/du and dL/dd of ``skip_gelu_forward(x, d, u)`` given its dL/dy."""
+    return _ops().skip_gelu_backward(grad, x, d, u)
 
 
 def lem_forward(
@@ -316,6 +328,14 @@ def _register_fake() -> None:
         ),
         "seqmnist::bias_glu_backward": lambda grad, x, bias: torch.empty_like(
             x, memory_format=torch.contiguous_format
+        ),
+        "seqmnist::skip_gelu_forward": lambda x, d, u: torch.empty_like(
+            x, memory_format=torch.contiguous_format
+        ),
+        "seqmnist::skip_gelu_backward": lambda grad, x, d, u: (
+            torch.empty_like(x, memory_format=torch.contiguous_format),
+            torch.empty_like(x, memory_format=torch.contiguous_format),
+            torch.empty_like(d),
         ),
         "seqmnist::lem_forward": lambda drive, hidden_weight, W_y, dt, for_backward: (
             drive.new_empty((drive.shape[0] + 1, drive.shape[1], 2, W_y.shape[0]))

@@ -1,6 +1,7 @@
 // A Linear's bias with the activation after it, forward and backward, each one
 // pass (model/fused.py): gelu(x + bias), and a GLU with a residual,
-// residual + (x_a + bias_a) sigmoid(x_b + bias_b) for x = [x_a, x_b].
+// residual + (x_a + bias_a) sigmoid(x_b + bias_b) for x = [x_a, x_b]; and
+// LRU's gelu(x + d * u), its readout Re(C x) + D u with the GELU after it.
 //
 // A Linear followed by GELU (minGRU's and minLSTM's MLP) costs torch three
 // passes over the Linear's output: addmm copies the broadcast bias into it
@@ -29,6 +30,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <tuple>
 #include <type_traits>
 
 #include "vectorised.h"
@@ -122,6 +124,41 @@ SEQMNIST_INLINE void glu_backward_rows(const T* __restrict grad_y, const T* __re
   }
 }
 
+// gelu(x + d * u), d one value per column; backward accumulates dL/dd's column
+// sums over its rows into ``grad_d`` (double for float32: thousands of rows).
+template <typename T>
+SEQMNIST_INLINE void skip_forward_rows(const T* __restrict x, const T* __restrict d,
+                                       const T* __restrict u, T* __restrict y, int64_t rows,
+                                       int64_t C) {
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t j = 0; j < C; ++j) {
+      const T v = x[r * C + j] + d[j] * u[r * C + j];
+      T cdf, density;
+      normal_cdf_and_density(v, cdf, density);
+      y[r * C + j] = v * cdf;
+    }
+  }
+}
+
+template <typename T>
+SEQMNIST_INLINE void skip_backward_rows(const T* __restrict grad_y, const T* __restrict x,
+                                        const T* __restrict d, const T* __restrict u,
+                                        T* __restrict grad_x, T* __restrict grad_u,
+                                        double* __restrict grad_d, int64_t rows, int64_t C) {
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t j = 0; j < C; ++j) {
+      const T uj = u[r * C + j];
+      const T v = x[r * C + j] + d[j] * uj;
+      T cdf, density;
+      normal_cdf_and_density(v, cdf, density);
+      const T g = grad_y[r * C + j] * (cdf + v * density);
+      grad_x[r * C + j] = g;
+      grad_u[r * C + j] = g * d[j];
+      grad_d[j] += static_cast<double>(g * uj);
+    }
+  }
+}
+
 SEQMNIST_CLONES void forward_f32(const float* x, const float* bias, float* y, int64_t rows,
                                  int64_t C) {
   forward_rows(x, bias, y, rows, C);
@@ -138,6 +175,16 @@ SEQMNIST_CLONES void glu_forward_f32(const float* x, const float* bias, const fl
 SEQMNIST_CLONES void glu_backward_f32(const float* grad_y, const float* x, const float* bias,
                                       float* grad_x, int64_t rows, int64_t C) {
   glu_backward_rows(grad_y, x, bias, grad_x, rows, C);
+}
+
+SEQMNIST_CLONES void skip_forward_f32(const float* x, const float* d, const float* u, float* y,
+                                      int64_t rows, int64_t C) {
+  skip_forward_rows(x, d, u, y, rows, C);
+}
+SEQMNIST_CLONES void skip_backward_f32(const float* grad_y, const float* x, const float* d,
+                                       const float* u, float* grad_x, float* grad_u,
+                                       double* grad_d, int64_t rows, int64_t C) {
+  skip_backward_rows(grad_y, x, d, u, grad_x, grad_u, grad_d, rows, C);
 }
 
 // float32 through the multiversioned instances; the library's erfc for float64.
@@ -175,6 +222,25 @@ void glu_backward(const T* grad_y, const T* x, const T* bias, T* grad_x, int64_t
     glu_backward_f32(grad_y, x, bias, grad_x, rows, C);
   } else {
     glu_backward_rows(grad_y, x, bias, grad_x, rows, C);
+  }
+}
+
+template <typename T>
+void skip_forward(const T* x, const T* d, const T* u, T* y, int64_t rows, int64_t C) {
+  if constexpr (std::is_same_v<T, float>) {
+    skip_forward_f32(x, d, u, y, rows, C);
+  } else {
+    skip_forward_rows(x, d, u, y, rows, C);
+  }
+}
+
+template <typename T>
+void skip_backward(const T* grad_y, const T* x, const T* d, const T* u, T* grad_x, T* grad_u,
+                   double* grad_d, int64_t rows, int64_t C) {
+  if constexpr (std::is_same_v<T, float>) {
+    skip_backward_f32(grad_y, x, d, u, grad_x, grad_u, grad_d, rows, C);
+  } else {
+    skip_backward_rows(grad_y, x, d, u, grad_x, grad_u, grad_d, rows, C);
   }
 }
 
@@ -276,6 +342,70 @@ at::Tensor bias_glu_backward(const at::Tensor& grad_in, const at::Tensor& x_in,
   return grad_x;
 }
 
+void check_skip(const at::Tensor& x, const at::Tensor& d, const at::Tensor& u) {
+  checked_width(x, d);
+  TORCH_CHECK(u.sizes() == x.sizes(), "skip_gelu: u must have x's shape");
+}
+
+at::Tensor skip_gelu_forward(const at::Tensor& x_in, const at::Tensor& d_in,
+                             const at::Tensor& u_in) {
+  check_skip(x_in, d_in, u_in);
+  const int64_t C = x_in.size(-1);
+  const at::Tensor x = x_in.contiguous(), d = d_in.contiguous();
+  const at::Tensor u = u_in.to(x.scalar_type()).contiguous();
+  at::Tensor y = at::empty_like(x);
+  const int64_t rows = C > 0 ? x.numel() / C : 0;
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "skip_gelu_forward", [&] {
+    const scalar_t* px = x.data_ptr<scalar_t>();
+    const scalar_t* pd = d.data_ptr<scalar_t>();
+    const scalar_t* pu = u.data_ptr<scalar_t>();
+    scalar_t* py = y.data_ptr<scalar_t>();
+    at::parallel_for(0, rows, grain(2 * C), [&](int64_t begin, int64_t end) {
+      skip_forward<scalar_t>(px + begin * C, pd, pu + begin * C, py + begin * C, end - begin, C);
+    });
+  });
+  return y;
+}
+
+// The rows are cut into a fixed number of chunks, each summing dL/dd into its own
+// row of partial sums, so the result does not depend on the thread count.
+constexpr int64_t kChunks = 16;
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> skip_gelu_backward(const at::Tensor& grad_in,
+                                                                  const at::Tensor& x_in,
+                                                                  const at::Tensor& d_in,
+                                                                  const at::Tensor& u_in) {
+  check_skip(x_in, d_in, u_in);
+  const int64_t C = x_in.size(-1);
+  const at::Tensor x = x_in.contiguous(), d = d_in.contiguous();
+  const at::Tensor u = u_in.to(x.scalar_type()).contiguous();
+  const at::Tensor grad = grad_in.to(x.scalar_type()).contiguous();
+  TORCH_CHECK(grad.numel() == x.numel(), "skip_gelu_backward: the gradient must have x's shape");
+  at::Tensor grad_x = at::empty_like(x), grad_u = at::empty_like(x);
+  const int64_t rows = C > 0 ? x.numel() / C : 0;
+  const int64_t chunks = std::max<int64_t>(1, std::min(kChunks, rows));
+  at::Tensor partial = at::zeros({chunks, C}, x.options().dtype(at::kDouble));
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "skip_gelu_backward", [&] {
+    const scalar_t* pg = grad.data_ptr<scalar_t>();
+    const scalar_t* px = x.data_ptr<scalar_t>();
+    const scalar_t* pd = d.data_ptr<scalar_t>();
+    const scalar_t* pu = u.data_ptr<scalar_t>();
+    scalar_t* gx = grad_x.data_ptr<scalar_t>();
+    scalar_t* gu = grad_u.data_ptr<scalar_t>();
+    double* pp = partial.data_ptr<double>();
+    // Small inputs stay on one thread, as grain() keeps the other passes.
+    const int64_t chunk_grain = rows * C < 16384 ? chunks : 1;
+    at::parallel_for(0, chunks, chunk_grain, [&](int64_t first, int64_t last) {
+      for (int64_t k = first; k < last; ++k) {
+        const int64_t begin = k * rows / chunks, end = (k + 1) * rows / chunks;
+        skip_backward<scalar_t>(pg + begin * C, px + begin * C, pd, pu + begin * C,
+                                gx + begin * C, gu + begin * C, pp + k * C, end - begin, C);
+      }
+    });
+  });
+  return {grad_x, grad_u, partial.sum(0).to(x.scalar_type())};
+}
+
 }  // namespace
 
 TORCH_LIBRARY_FRAGMENT(seqmnist, m) {
@@ -287,4 +417,8 @@ TORCH_LIBRARY_FRAGMENT(seqmnist, m) {
   m.def("bias_glu_backward(Tensor grad, Tensor x, Tensor bias) -> Tensor");
   m.impl("bias_glu_residual_forward", c10::DispatchKey::CPU, &bias_glu_residual_forward);
   m.impl("bias_glu_backward", c10::DispatchKey::CPU, &bias_glu_backward);
+  m.def("skip_gelu_forward(Tensor x, Tensor d, Tensor u) -> Tensor");
+  m.def("skip_gelu_backward(Tensor grad, Tensor x, Tensor d, Tensor u) -> (Tensor, Tensor, Tensor)");
+  m.impl("skip_gelu_forward", c10::DispatchKey::CPU, &skip_gelu_forward);
+  m.impl("skip_gelu_backward", c10::DispatchKey::CPU, &skip_gelu_backward);
 }
