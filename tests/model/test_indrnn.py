@@ -1,7 +1,9 @@
 """IndRNN: the fast recurrence against the plain loop, stepping, the bound on u, stability."""
 
+import copy
 import math
 import warnings
+from unittest import mock
 
 import pytest
 import torch
@@ -11,10 +13,12 @@ from hypothesis import strategies as st
 from native_kernels import native_expected
 from torch import nn
 
+from seqmnist.model import indrnn as indrnn_module
 from seqmnist.model.core import Bidirectional, CoreError, run_stepwise
 from seqmnist.model.indrnn import (
     IndRNN,
     ResidualBidirectional,
+    batch_norm_residual,
     build,
     indrnn_loop,
     indrnn_recurrence,
@@ -175,6 +179,92 @@ def test_batch_norm_in_training_normalises_over_batch_and_time():
         outputs.var((0, 1), unbiased=False), torch.ones(5), atol=1e-3, rtol=0
     )
     assert core.norm.num_batches_tracked == 1
+
+
+def _norm_steps(norm, inputs, residuals, upstream, compiled):
+    """Outputs, gradients (h, residual, weight, bias) and running statistics after a
+    training step of batch_norm_residual per input, on the compiled or the torch path."""
+    results = []
+    with mock.patch.object(indrnn_module, "compiled_norm_takes", lambda h, norm: compiled):
+        for h, residual in zip(inputs, residuals):
+            h = h.detach().clone().requires_grad_()
+            residual = None if residual is None else residual.detach().clone().requires_grad_()
+            y = batch_norm_residual(norm, h, residual)
+            wrt = [h, norm.weight, norm.bias] + ([] if residual is None else [residual])
+            results += [y, *torch.autograd.grad(y, wrt, upstream)]
+    stats = [norm.running_mean, norm.running_var, norm.num_batches_tracked]
+    return results + [s.clone() for s in stats if s is not None]
+
+
+@pytest.mark.skipif(not native_expected(), reason="no C++ compiler or ninja: no compiled norm")
+@settings(max_examples=20, deadline=None)
+@given(
+    rows=st.integers(2, 3000),
+    columns=st.integers(1, 20),
+    residual=st.booleans(),
+    momentum=st.sampled_from([0.1, 0.5, None]),
+    track=st.booleans(),
+    offset=st.sampled_from([0.0, 100.0]),
+    seed=st.integers(0, 2**16),
+)
+def test_compiled_batch_norm_equals_torchs_in_training(
+    rows, columns, residual, momentum, track, offset, seed
+):
+    """float64, three training steps: the compiled norm (and shortcut) gives nn.BatchNorm1d's
+    outputs, gradients and running statistics (momentum or the cumulative average)."""
+    generator = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    norm = nn.BatchNorm1d(columns, momentum=momentum, track_running_stats=track).double()
+    with torch.no_grad():
+        norm.weight.uniform_(0.5, 2.0)
+        norm.bias.uniform_(-1.0, 1.0)
+    shape = (3, rows, columns)
+    inputs = torch.randn(shape, generator=generator, dtype=torch.float64) * 3 + offset
+    residuals = torch.randn(shape, generator=generator, dtype=torch.float64) if residual else [None] * 3
+    upstream = torch.randn(rows, columns, generator=generator, dtype=torch.float64)
+    want = _norm_steps(copy.deepcopy(norm), inputs, residuals, upstream, compiled=False)
+    got = _norm_steps(copy.deepcopy(norm), inputs, residuals, upstream, compiled=True)
+    for g, w in zip(got, want, strict=True):
+        torch.testing.assert_close(g, w, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.skipif(not native_expected(), reason="no C++ compiler or ninja: no compiled norm")
+def test_compiled_batch_norm_in_float32_is_as_close_to_float64_as_torchs():
+    """A mean of 1e4 and a spread of 1 over 20,000 rows (a unit holding a large state): the
+    float32 norm is as close to float64 as torch's float32 one, in outputs, gradients and
+    running statistics, to a factor of 2."""
+    generator = torch.Generator().manual_seed(0)
+    inputs = torch.randn(1, 20000, 12, generator=generator, dtype=torch.float64) + 1e4
+    residuals = torch.randn(1, 20000, 12, generator=generator, dtype=torch.float64)
+    upstream = torch.randn(20000, 12, generator=generator, dtype=torch.float64)
+    norm = nn.BatchNorm1d(12).double()
+
+    def run(dtype, compiled):
+        cast = copy.deepcopy(norm).to(dtype)
+        return _norm_steps(
+            cast, inputs.to(dtype), residuals.to(dtype), upstream.to(dtype), compiled
+        )
+
+    reference = run(torch.float64, False)
+    torch_own, got = run(torch.float32, False), run(torch.float32, True)
+    for g, t, w in zip(got, torch_own, reference, strict=True):
+        torch_error = (t.double() - w.double()).abs().max().item()
+        error = (g.double() - w.double()).abs().max().item()
+        assert error <= 2 * torch_error + 1e-6 * w.double().abs().max().item()
+
+
+def test_batch_norm_outside_training_or_over_one_row_is_torchs():
+    """Eval normalises by the running statistics (torch's path); one row in training is
+    torch's error, not a silent zero variance."""
+    norm = nn.BatchNorm1d(3)
+    h = torch.randn(4, 3)
+    assert indrnn_module.compiled_norm_takes(h, norm) == native_expected()
+    norm.eval()
+    assert not indrnn_module.compiled_norm_takes(h, norm)
+    torch.testing.assert_close(batch_norm_residual(norm, h, None), norm(h))
+    norm.train()
+    with pytest.raises(ValueError, match="more than 1 value per channel"):
+        batch_norm_residual(norm, h[:1], None)
 
 
 def test_residual_only_where_the_widths_match():

@@ -1,12 +1,16 @@
-"""A Linear layer and the GELU after it, with the bias and the activation in one pass.
+"""A layer's last elementwise steps in one compiled pass each way (native/activations.cpp).
 
 torch computes gelu(linear(x)) as addmm, which first copies the broadcast
 bias into its output, then a GELU pass reading that output and writing its
-own. ``linear_gelu`` takes the product without the bias and adds the bias
-inside the compiled GELU (native/gelu.cpp), forward and backward; elsewhere
-(no compiled kernels, autocast, tracing) it is the two torch operations.
-Removing the bias and the GELU from a 28-step minGRU training step on the
-2-core Xeon saved about a tenth of the step each.
+own; residual + glu(linear(x)), LRU's block output, takes a third pass for
+the sum, and LRU's readout gelu(Re(C x) + D u) three (the product by D, the
+sum, the GELU). Here the product is taken without the bias, and one pass adds
+it and applies the rest, forward and backward. Elsewhere (no compiled
+kernels, autocast, tracing) these are the torch operations.
+
+Measured on the 2-core Xeon, training steps alternating in one process:
+minGRU by rows 28.1 to 26.7 ms (its MLP and its gates' bias, native/gates.cpp);
+LRU by pixels 470 to 398 ms and by rows 22.8 to 20.4 ms.
 """
 
 from __future__ import annotations

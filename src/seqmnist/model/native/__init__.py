@@ -3,7 +3,8 @@
 Two recurrences whose loop over time runs as one call instead of a few small
 torch operations a step: ``linear_recurrence`` (scan.cpp), h_t = a_t *
 h_{t-1} + b_t for LRU, minGRU and minLSTM, and ``indrnn_forward`` /
-``indrnn_backward`` (indrnn.cpp), h_t = relu(a_t + u * h_{t-1}). And one
+``indrnn_backward`` (indrnn.cpp), h_t = relu(a_t + u * h_{t-1}), with the
+batch norm of its layers, ``batch_norm_forward`` / ``_backward`` (norm.cpp). And one
 chain of elementwise operations run as one pass over memory instead of a
 dozen: minGRU's and minLSTM's gates, ``mingates_forward`` / ``_backward``
 (gates.cpp), and a Linear's bias with the activation after it, ``bias_gelu_*``
@@ -40,7 +41,10 @@ logger = logging.getLogger("seqmnist")
 DISABLE_ENV = "SEQMNIST_NATIVE"  # "0": never build or load the kernels
 _SOURCES = tuple(
     Path(__file__).with_name(name)
-    for name in ("scan.cpp", "indrnn.cpp", "gates.cpp", "activations.cpp", "lem.cpp", "cornn.cpp")
+    for name in (
+        "scan.cpp", "indrnn.cpp", "norm.cpp", "gates.cpp", "activations.cpp", "lem.cpp",
+        "cornn.cpp",
+    )  # fmt: skip
 )
 _HEADERS = (Path(__file__).with_name("vectorised.h"),)
 _LOCK = threading.Lock()
@@ -77,6 +81,23 @@ def indrnn_backward(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """From h and dL/dh (T, B, H): dL/dz for z_t = a_t + u h_{t-1} (T, B, H), and dL/du (H)."""
     return _ops().indrnn_backward(h, grad_h, u)
+
+
+def batch_norm_forward(
+    h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, residual: torch.Tensor | None,
+    eps: float,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:  # fmt: skip
+    """Training-mode batch norm over the rows of h (N, C), plus ``residual`` (N, C) if given
+    (norm.cpp): (y, mean, invstd, biased variance)."""
+    return _ops().batch_norm_forward(h, weight, bias, residual, eps)
+
+
+def batch_norm_backward(
+    grad: torch.Tensor, h: torch.Tensor, weight: torch.Tensor, mean: torch.Tensor,
+    invstd: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:  # fmt: skip
+    """dL/dh, dL/dweight and dL/dbias of ``batch_norm_forward`` given its dL/dy."""
+    return _ops().batch_norm_backward(grad, h, weight, mean, invstd)
 
 
 def mingates_forward(
@@ -356,6 +377,15 @@ def _register_fake() -> None:
         ),
         "seqmnist::cornn_backward": lambda grad_positions, slopes, weight, dt, gamma, epsilon: (
             torch.empty_like(slopes)
+        ),
+        "seqmnist::batch_norm_forward": lambda h, weight, bias, residual, eps: (
+            torch.empty_like(h, memory_format=torch.contiguous_format),
+            *(h.new_empty(h.shape[1]) for _ in range(3)),
+        ),
+        "seqmnist::batch_norm_backward": lambda grad, h, weight, mean, invstd: (
+            torch.empty_like(h, memory_format=torch.contiguous_format),
+            torch.empty_like(weight),
+            torch.empty_like(weight),
         ),
         "seqmnist::indrnn_backward": lambda h, grad_h, u: (
             torch.empty_like(h),
