@@ -3,15 +3,15 @@
 Two recurrences whose loop over time runs as one call instead of a few small
 torch operations a step: ``linear_recurrence`` (scan.cpp), h_t = a_t *
 h_{t-1} + b_t for LRU, minGRU and minLSTM, and ``indrnn_forward`` /
-``indrnn_backward`` (indrnn.cpp), h_t = relu(a_t + u * h_{t-1}), with the
-batch norm of its layers, ``batch_norm_forward`` / ``_backward`` (norm.cpp). And one
-chain of elementwise operations run as one pass over memory instead of a
-dozen: minGRU's and minLSTM's gates, ``mingates_forward`` / ``_backward``
-(gates.cpp), and a Linear's bias with the activation after it, ``bias_gelu_*``
+``indrnn_backward`` (indrnn.cpp), h_t = relu(a_t + u * h_{t-1}). Chains of
+elementwise operations run as one pass over memory instead of many:
+minGRU's and minLSTM's gates, ``mingates_forward`` / ``_backward``
+(gates.cpp); a Linear's bias with the activation after it, ``bias_gelu_*``
 and ``bias_glu_*``, and LRU's readout with its GELU, ``skip_gelu_*``
-(activations.cpp). And LEM's nonlinear loop, ``lem_forward`` /
-``lem_backward`` (lem.cpp), two matrix products and two fused passes a step,
-and coRNN's, ``cornn_forward`` / ``cornn_backward`` (cornn.cpp), one of each.
+(activations.cpp); IndRNN's batch norm with its shortcut, ``batch_norm_*``
+(norm.cpp). And LEM's nonlinear loop, ``lem_forward`` / ``lem_backward``
+(lem.cpp), two matrix products and two fused passes a step, and coRNN's,
+``cornn_forward`` / ``cornn_backward`` (cornn.cpp), one of each.
 
 They are built once per source and environment (torch install, Python,
 machine type) into ``<cache>/seqmnist/native`` (``$XDG_CACHE_HOME``, else
