@@ -220,7 +220,9 @@ def test_compiled_batch_norm_equals_torchs_in_training(
         norm.bias.uniform_(-1.0, 1.0)
     shape = (3, rows, columns)
     inputs = torch.randn(shape, generator=generator, dtype=torch.float64) * 3 + offset
-    residuals = torch.randn(shape, generator=generator, dtype=torch.float64) if residual else [None] * 3
+    residuals = (
+        torch.randn(shape, generator=generator, dtype=torch.float64) if residual else [None] * 3
+    )
     upstream = torch.randn(rows, columns, generator=generator, dtype=torch.float64)
     want = _norm_steps(copy.deepcopy(norm), inputs, residuals, upstream, compiled=False)
     got = _norm_steps(copy.deepcopy(norm), inputs, residuals, upstream, compiled=True)

@@ -15,7 +15,7 @@ and ``bias_glu_*``, and LRU's readout with its GELU, ``skip_gelu_*``
 
 They are built once per source and environment (torch install, Python,
 machine type) into ``<cache>/seqmnist/native`` (``$XDG_CACHE_HOME``, else
-``~/.cache``), in about 30 s on 2 cores, and loaded from there afterwards.
+``~/.cache``), in about 50 s on 2 cores, and loaded from there afterwards.
 That needs a C++ compiler, as every PyTorch C++ extension does, and ninja, a
 dependency. Where they cannot be built, or ``SEQMNIST_NATIVE=0``,
 ``available()`` is false and callers use the Python loops, which compute the
@@ -42,9 +42,14 @@ DISABLE_ENV = "SEQMNIST_NATIVE"  # "0": never build or load the kernels
 _SOURCES = tuple(
     Path(__file__).with_name(name)
     for name in (
-        "scan.cpp", "indrnn.cpp", "norm.cpp", "gates.cpp", "activations.cpp", "lem.cpp",
+        "scan.cpp",
+        "indrnn.cpp",
+        "norm.cpp",
+        "gates.cpp",
+        "activations.cpp",
+        "lem.cpp",
         "cornn.cpp",
-    )  # fmt: skip
+    )
 )
 _HEADERS = (Path(__file__).with_name("vectorised.h"),)
 _LOCK = threading.Lock()
@@ -254,7 +259,9 @@ def _load() -> None:
     openmp = ["-fopenmp"] if sys.platform.startswith("linux") else []
     with _build_lock(folder), _ninja_on_path():
         if not (folder / "seqmnist_native.so").exists():
-            logger.info("seqmnist: building the native CPU kernels once (about 30 s) in %s", folder)
+            logger.info(
+                "seqmnist: building the native CPU kernels once (about a minute) in %s", folder
+            )
         cpp_extension.load(
             name="seqmnist_native",
             sources=[str(source) for source in _SOURCES],
@@ -335,8 +342,8 @@ def _register_fake() -> None:
             logits.new_empty((*logits.shape[:-1], logits.shape[-1] // gates)),
             logits.new_empty((*logits.shape[:-1], logits.shape[-1] // gates)),
         ),
-        "seqmnist::mingates_backward": lambda logits, bias, gates, grad_a, grad_b: (
-            torch.empty_like(logits, memory_format=torch.contiguous_format)
+        "seqmnist::mingates_backward": lambda logits, bias, gates, grad_a, grad_b: torch.empty_like(
+            logits, memory_format=torch.contiguous_format
         ),
         "seqmnist::bias_gelu_forward": lambda x, bias: torch.empty_like(
             x, memory_format=torch.contiguous_format
