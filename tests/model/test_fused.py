@@ -67,6 +67,20 @@ def test_compiled_pass_equals_torch_in_values_and_gradients(
         torch.testing.assert_close(g, w, rtol=1e-12, atol=1e-13)
 
 
+def _assert_float32_as_close_as_torchs(got, torch_own, reference, infinities=True):
+    """Each float32 tensor in ``got`` is NaN where the float64 ``reference`` is, and
+    elsewhere as close to it as torch's own float32 operations (``torch_own``), to a
+    factor of 2; with ``infinities`` False, ``got`` has none."""
+    for g, t, w in zip(got, torch_own, reference, strict=True):
+        assert g.dtype == torch.float32
+        assert torch.equal(g.isnan(), w.isnan())
+        assert infinities or not g.isinf().any()
+        finite = w.isfinite()
+        torch_error = (t.double() - w)[finite].abs().max().item()
+        error = (g.double() - w)[finite].abs().max().item()
+        assert error <= 2 * torch_error
+
+
 def _skip_values_and_gradients(x, d, u, upstream, compiled):
     x, d, u = (t.detach().clone().requires_grad_() for t in (x, d, u))
     with mock.patch.object(fused.native, "takes", lambda tensor: compiled):
@@ -107,13 +121,7 @@ def test_the_float32_readout_gelu_is_as_close_to_float64_as_torchs_own():
     as_float = [t.float() for t in (x, d, u, upstream)]
     torch_own = _skip_values_and_gradients(*as_float, compiled=False)
     got = _skip_values_and_gradients(*as_float, compiled=True)
-    for g, t, w in zip(got, torch_own, reference):
-        assert g.dtype == torch.float32
-        assert torch.equal(g.isnan(), w.isnan())
-        finite = w.isfinite()
-        torch_error = (t.double() - w)[finite].abs().max().item()
-        error = (g.double() - w)[finite].abs().max().item()
-        assert error <= 2 * torch_error
+    _assert_float32_as_close_as_torchs(got, torch_own, reference)
 
 
 @needs_kernels
@@ -152,13 +160,7 @@ def test_float32_is_as_close_to_float64_as_torchs_own_far_outside_the_usual_rang
     reference = gelu_and_gradient(x, bias, upstream, False)
     torch_own = gelu_and_gradient(x.float(), bias.float(), upstream.float(), False)
     got = gelu_and_gradient(x.float(), bias.float(), upstream.float(), True)
-    for g, t, w in zip(got, torch_own, reference):
-        assert g.dtype == torch.float32
-        assert torch.equal(g.isnan(), w.isnan()) and not g.isinf().any()
-        finite = w.isfinite()
-        torch_error = (t.double() - w)[finite].abs().max().item()
-        error = (g.double() - w)[finite].abs().max().item()
-        assert error <= 2 * torch_error
+    _assert_float32_as_close_as_torchs(got, torch_own, reference, infinities=False)
 
 
 @needs_kernels
@@ -185,13 +187,7 @@ def test_the_float32_glu_is_as_close_to_float64_as_torchs_own_far_outside_the_us
     as_float = [t.float() for t in (x, bias, residual, upstream)]
     torch_own = glu_and_gradient(*as_float, False)
     got = glu_and_gradient(*as_float, True)
-    for g, t, w in zip(got, torch_own, reference):
-        assert g.dtype == torch.float32
-        assert torch.equal(g.isnan(), w.isnan()) and not g.isinf().any()
-        finite = w.isfinite()
-        torch_error = (t.double() - w)[finite].abs().max().item()
-        error = (g.double() - w)[finite].abs().max().item()
-        assert error <= 2 * torch_error
+    _assert_float32_as_close_as_torchs(got, torch_own, reference, infinities=False)
 
 
 def test_the_compiled_pass_is_taken_only_where_it_computes_what_torch_would():

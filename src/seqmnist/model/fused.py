@@ -22,6 +22,11 @@ from torch import nn
 from seqmnist.model import native
 
 
+def bias_gradient(grad: torch.Tensor, needed: bool) -> torch.Tensor | None:
+    """dL/dbias of a bias added to every row: dL/d(x + bias) summed over the rows."""
+    return grad.flatten(0, -2).sum(0) if needed else None
+
+
 class _BiasGELU(torch.autograd.Function):
     """(x, bias) -> gelu(x + bias), the bias broadcast over x's last dimension."""
 
@@ -35,8 +40,7 @@ class _BiasGELU(torch.autograd.Function):
     def backward(ctx, grad):
         x, bias = ctx.saved_tensors
         grad_x = native.bias_gelu_backward(grad, x, bias)
-        grad_bias = grad_x.flatten(0, -2).sum(0) if ctx.needs_input_grad[1] else None
-        return grad_x, grad_bias
+        return grad_x, bias_gradient(grad_x, ctx.needs_input_grad[1])
 
 
 class _BiasGLUResidual(torch.autograd.Function):
@@ -52,8 +56,7 @@ class _BiasGLUResidual(torch.autograd.Function):
     def backward(ctx, grad):
         x, bias = ctx.saved_tensors
         grad_x = native.bias_glu_backward(grad, x, bias)
-        grad_bias = grad_x.flatten(0, -2).sum(0) if ctx.needs_input_grad[1] else None
-        return grad_x, grad_bias, grad
+        return grad_x, bias_gradient(grad_x, ctx.needs_input_grad[1]), grad
 
 
 class _SkipGELU(torch.autograd.Function):

@@ -39,7 +39,7 @@ from torch import nn
 
 from seqmnist.model import native
 from seqmnist.model.core import Bidirectional, RecurrentCore, State
-from seqmnist.model.fused import GELUMLP
+from seqmnist.model.fused import GELUMLP, bias_gradient
 from seqmnist.model.scan import linear_recurrence, log_linear_recurrence
 
 MLP_EXPANSION = 2
@@ -164,8 +164,7 @@ class _Coefficients(torch.autograd.Function):
             grad = native.mingates_backward(logits, bias, ctx.gates, grad_a, grad_b)
         else:
             grad = _TORCH_COEFFICIENTS[ctx.gates][1](logits + bias, grad_a, grad_b)
-        grad_bias = grad.flatten(0, -2).sum(0) if ctx.needs_input_grad[1] else None
-        return grad, grad_bias, None, None
+        return grad, bias_gradient(grad, ctx.needs_input_grad[1]), None, None
 
 
 class _MinRNN(nn.Module):
