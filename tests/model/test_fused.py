@@ -67,18 +67,30 @@ def test_compiled_pass_equals_torch_in_values_and_gradients(
         torch.testing.assert_close(g, w, rtol=1e-12, atol=1e-13)
 
 
+def _column_error(approximation, reference):
+    """The largest absolute error per column (last dimension), NaNs of the reference left out."""
+    error = (approximation.double() - reference).abs().nan_to_num(0.0)
+    error = error.masked_fill(reference.isnan(), 0.0)
+    return error.reshape(-1, error.shape[-1]).amax(0)
+
+
 def _assert_float32_as_close_as_torchs(got, torch_own, reference, infinities=True):
     """Each float32 tensor in ``got`` is NaN where the float64 ``reference`` is, and
     elsewhere as close to it as torch's own float32 operations (``torch_own``), to a
-    factor of 2; with ``infinities`` False, ``got`` has none."""
+    factor of 2 and an ulp: column by column for outputs and input gradients (the tests
+    scale inputs by column, so small columns are held to their own scale), over the
+    whole tensor for a parameter's gradient (one sum over thousands of rows per
+    element, whose rounding differs from torch's by chance, element by element);
+    with ``infinities`` False, ``got`` has none."""
     for g, t, w in zip(got, torch_own, reference, strict=True):
         assert g.dtype == torch.float32
         assert torch.equal(g.isnan(), w.isnan())
         assert infinities or not g.isinf().any()
-        finite = w.isfinite()
-        torch_error = (t.double() - w)[finite].abs().max().item()
-        error = (g.double() - w)[finite].abs().max().item()
-        assert error <= 2 * torch_error
+        if g.dim() == 1:  # a parameter's gradient: one scale for the whole
+            g, t, w = g.reshape(-1, 1), t.reshape(-1, 1), w.reshape(-1, 1)
+        size = w.nan_to_num(0.0).abs().reshape(-1, w.shape[-1]).amax(0)
+        ulp = size * 2.0**-23
+        assert (_column_error(g, w) <= 2 * _column_error(t, w) + ulp).all()
 
 
 def _skip_values_and_gradients(x, d, u, upstream, compiled):

@@ -125,6 +125,7 @@ def test_fast_recurrence_passes_gradcheck(compiled):
 )
 @example(steps=784, batch=2, input_size=1, hidden=3, residual=True, batch_norm=True, seed=0)
 @example(steps=784, batch=2, input_size=3, hidden=3, residual=True, batch_norm=False, seed=1)
+@example(steps=28, batch=3, input_size=4, hidden=4, residual=True, batch_norm=True, seed=2)
 def test_forward_equals_stepping_in_values_and_gradients(
     steps, batch, input_size, hidden, residual, batch_norm, seed
 ):
@@ -253,6 +254,29 @@ def test_compiled_batch_norm_in_float32_is_as_close_to_float64_as_torchs():
         torch_error = (t.double() - w.double()).abs().max().item()
         error = (g.double() - w.double()).abs().max().item()
         assert error <= 2 * torch_error + 1e-6 * w.double().abs().max().item()
+
+
+@pytest.mark.skipif(not native_expected(), reason="no C++ compiler or ninja: no compiled norm")
+@pytest.mark.parametrize("time_major", [False, True], ids=["batch-major", "time-major"])
+def test_a_layer_with_batch_norm_and_its_shortcut_trains_as_torchs_operations(time_major):
+    """Training mode, equal widths: the layer's compiled norm and shortcut give x + BN(h)
+    as torch computes it, in outputs, gradients (x and every parameter) and running
+    statistics, whether x is laid out batch-major or time-major (a layer's output)."""
+    torch.manual_seed(0)
+    core = IndRNN(4, 4, 2 ** (1 / 28), residual=True, batch_norm=True).double()
+    x = torch.randn(28, 3, 4, dtype=torch.float64).transpose(0, 1)  # (B, T, F)
+    x = x if time_major else x.contiguous()
+    weights = torch.randn(3, 28, 4, dtype=torch.float64)
+    results = []
+    for compiled in (False, True):
+        layer = copy.deepcopy(core)
+        inputs = x.detach().clone().requires_grad_()
+        with mock.patch.object(indrnn_module, "compiled_norm_takes", lambda h, n, c=compiled: c):
+            outputs = layer(inputs)
+        wrt = [inputs, *layer.parameters()]
+        results.append([outputs, *gradients(outputs, wrt, weights), *layer.norm.buffers()])
+    for got, want in zip(*results, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
 
 
 def test_batch_norm_outside_training_or_over_one_row_is_torchs():

@@ -24,7 +24,7 @@ from seqmnist.model import native
 
 def bias_gradient(grad: torch.Tensor, needed: bool) -> torch.Tensor | None:
     """dL/dbias of a bias added to every row: dL/d(x + bias) summed over the rows."""
-    return grad.flatten(0, -2).sum(0) if needed else None
+    return grad.reshape(-1, grad.shape[-1]).sum(0) if needed else None
 
 
 class _BiasGELU(torch.autograd.Function):
@@ -95,7 +95,11 @@ def linear_gelu(linear: nn.Linear, x: torch.Tensor) -> torch.Tensor:
 
 def linear_glu_residual(linear: nn.Linear, x: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
     """residual + glu(linear(x)), the GLU's value the first half of the Linear's outputs."""
-    if compiled_pass_takes(x, linear):
+    if (
+        compiled_pass_takes(x, linear)
+        and residual.dtype == x.dtype
+        and residual.shape == (*x.shape[:-1], linear.out_features // 2)
+    ):  # the kernel neither promotes nor broadcasts the residual
         return _BiasGLUResidual.apply(F.linear(x, linear.weight), linear.bias, residual)
     return residual + F.glu(linear(x), dim=-1)
 
@@ -118,6 +122,8 @@ def gelu_of_scaled_sum(x: torch.Tensor, d: torch.Tensor, u: torch.Tensor) -> tor
     one compiled pass where three torch ones would run (x and u in d's dtype, no autocast)."""
     if (
         x.dtype == d.dtype == u.dtype
+        and x.shape == u.shape  # the kernel does not broadcast
+        and d.shape == x.shape[-1:]
         and not torch.is_autocast_enabled(x.device.type)
         and native.takes(x)
     ):

@@ -215,14 +215,18 @@ def batch_norm_residual(
 ) -> torch.Tensor:
     """norm(h) + residual (or norm(h)) for h (N, C): the compiled pass where
     compiled_norm_takes, updating the running statistics as nn.BatchNorm1d does."""
-    if not compiled_norm_takes(h, norm):
+    compiled = compiled_norm_takes(h, norm) and (
+        residual is None or (residual.dtype == h.dtype and residual.shape == h.shape)
+    )  # the kernel neither promotes nor broadcasts the residual
+    if not compiled:
         y = norm(h)
         return y if residual is None else y + residual
-    factor = 0.0  # nn.BatchNorm1d's exponential_average_factor
+    # nn.BatchNorm1d's exponential_average_factor, as its forward computes it
+    factor = 0.0 if norm.momentum is None else norm.momentum
     if norm.track_running_stats and norm.num_batches_tracked is not None:
         norm.num_batches_tracked.add_(1)
-        momentum = norm.momentum
-        factor = 1.0 / float(norm.num_batches_tracked) if momentum is None else momentum
+        if norm.momentum is None:  # the cumulative average
+            factor = 1.0 / float(norm.num_batches_tracked)
     y, mean, variance = _BatchNormResidual.apply(h, norm.weight, norm.bias, residual, norm.eps)
     if norm.track_running_stats and norm.running_mean is not None:
         rows = h.shape[0]
