@@ -9,8 +9,8 @@ it and applies the rest, forward and backward. Elsewhere (no compiled
 kernels, autocast, tracing) these are the torch operations.
 
 Measured on the 2-core Xeon, training steps alternating in one process:
-minGRU by rows 28.1 to 26.7 ms (its MLP and its gates' bias, native/gates.cpp);
-LRU by pixels 470 to 398 ms and by rows 22.8 to 20.4 ms.
+minGRU by pixels 609 to 566 ms (its MLP and its gates' bias, native/gates.cpp;
+by rows no change); LRU by pixels 470 to 398 ms and by rows 22.8 to 20.4 ms.
 """
 
 from __future__ import annotations
