@@ -51,7 +51,7 @@ _SOURCES = tuple(
         "cornn.cpp",
     )
 )
-_HEADERS = (Path(__file__).with_name("vectorised.h"),)
+_HEADERS = tuple(Path(__file__).with_name(name) for name in ("vectorised.h", "parallel.h"))
 _LOCK = threading.Lock()
 _loaded: bool | None = None  # None: not tried yet in this process
 _reason = ""  # why the kernels are not there, when they are not

@@ -34,11 +34,15 @@
 #include <tuple>
 #include <type_traits>
 
+#include "parallel.h"
 #include "vectorised.h"
 
 namespace {
 
+using seqmnist::chunk_count;
 using seqmnist::exp_;
+using seqmnist::grain;
+using seqmnist::over_chunks;
 using seqmnist::sigmoid;
 
 // Phi(x) and phi(x) = exp(-x^2 / 2) / sqrt(2 pi).
@@ -269,8 +273,6 @@ void skip_backward(const T* grad_y, const T* x, const T* d, const T* u, T* grad_
   }
 }
 
-int64_t grain(int64_t width) { return std::max<int64_t>(1, 16384 / std::max<int64_t>(width, 1)); }
-
 int64_t checked_width(const at::Tensor& x, const at::Tensor& bias) {
   TORCH_CHECK(x.dim() >= 1 && bias.dim() == 1 && bias.size(0) == x.size(-1),
               "bias_gelu, bias_glu: bias must be one value per column of x");
@@ -392,10 +394,6 @@ at::Tensor skip_gelu_forward(const at::Tensor& x_in, const at::Tensor& d_in,
   return y;
 }
 
-// The rows are cut into a fixed number of chunks, each summing dL/dd into its own
-// row of partial sums, so the result does not depend on the thread count.
-constexpr int64_t kChunks = 16;
-
 std::tuple<at::Tensor, at::Tensor, at::Tensor> skip_gelu_backward(const at::Tensor& grad_in,
                                                                   const at::Tensor& x_in,
                                                                   const at::Tensor& d_in,
@@ -408,7 +406,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> skip_gelu_backward(const at::Tens
   TORCH_CHECK(grad.numel() == x.numel(), "skip_gelu_backward: the gradient must have x's shape");
   at::Tensor grad_x = at::empty_like(x), grad_u = at::empty_like(x);
   const int64_t rows = C > 0 ? x.numel() / C : 0;
-  const int64_t chunks = std::max<int64_t>(1, std::min(kChunks, rows));
+  const int64_t chunks = chunk_count(rows);  // dL/dd's partial sums, one row per chunk
   at::Tensor partial = at::zeros({chunks, C}, x.options().dtype(at::kDouble));
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "skip_gelu_backward", [&] {
     const scalar_t* pg = grad.data_ptr<scalar_t>();
@@ -418,14 +416,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> skip_gelu_backward(const at::Tens
     scalar_t* gx = grad_x.data_ptr<scalar_t>();
     scalar_t* gu = grad_u.data_ptr<scalar_t>();
     double* pp = partial.data_ptr<double>();
-    // Small inputs stay on one thread, as grain() keeps the other passes.
-    const int64_t chunk_grain = rows * C < 16384 ? chunks : 1;
-    at::parallel_for(0, chunks, chunk_grain, [&](int64_t first, int64_t last) {
-      for (int64_t k = first; k < last; ++k) {
-        const int64_t begin = k * rows / chunks, end = (k + 1) * rows / chunks;
-        skip_backward<scalar_t>(pg + begin * C, px + begin * C, pd, pu + begin * C,
-                                gx + begin * C, gu + begin * C, pp + k * C, end - begin, C);
-      }
+    over_chunks(rows, C, chunks, [&](int64_t k, int64_t begin, int64_t end) {
+      skip_backward<scalar_t>(pg + begin * C, px + begin * C, pd, pu + begin * C, gx + begin * C,
+                              gu + begin * C, pp + k * C, end - begin, C);
     });
   });
   return {grad_x, grad_u, partial.sum(0).to(x.scalar_type())};

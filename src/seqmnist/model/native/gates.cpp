@@ -30,11 +30,13 @@
 #include <type_traits>
 #include <vector>
 
+#include "parallel.h"
 #include "vectorised.h"
 
 namespace {
 
 using seqmnist::exp_;
+using seqmnist::grain;
 using seqmnist::sigmoid;
 
 // min(x, 0) and max(x, 0) as torch's clamp computes them: NaN stays NaN (each
@@ -207,9 +209,6 @@ void backward_rows(int64_t gates, const T* l, const T* bias, const T* ga, const 
     (gates == 2 ? gru_backward_rows<T> : lstm_backward_rows<T>)(l, bias, ga, gb, g, rows, H);
   }
 }
-
-// Rows per task: about 16k elements, so small batches stay on one thread.
-int64_t grain(int64_t width) { return std::max<int64_t>(1, 16384 / std::max<int64_t>(width, 1)); }
 
 int64_t checked_width(const at::Tensor& logits, const at::Tensor& bias, int64_t gates) {
   TORCH_CHECK(gates == 2 || gates == 3, "mingates: gates must be 2 (minGRU) or 3 (minLSTM)");

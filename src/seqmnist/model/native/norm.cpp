@@ -7,8 +7,7 @@
 // pass more. Here forward is two passes (the statistics, then the normalised
 // output plus the residual) and backward two (two column sums, then dL/dh).
 //
-// Column sums are taken over a fixed number of row chunks, each into its own
-// row of double partial sums, so results do not depend on the thread count.
+// Column sums are taken over the fixed row chunks of parallel.h, in double.
 // The variance is from sums shifted by each column's first value, so a large
 // mean does not cancel against the squares.
 //
@@ -25,11 +24,14 @@
 #include <tuple>
 #include <type_traits>
 
+#include "parallel.h"
 #include "vectorised.h"
 
 namespace {
 
-constexpr int64_t kChunks = 16;
+using seqmnist::chunk_count;
+using seqmnist::grain;
+using seqmnist::over_chunks;
 
 // sums[j] += h - shift, squares[j] += (h - shift)^2, over rows.
 template <typename T>
@@ -151,15 +153,12 @@ void input_gradient(const T* grad, const T* h, const T* mean, const T* invstd, c
   }
 }
 
-int64_t grain(int64_t width) { return std::max<int64_t>(1, 16384 / std::max<int64_t>(width, 1)); }
-
-// Runs body(k, begin, end) for each of the fixed row chunks (on one thread when small).
-template <typename Body>
-void over_chunks(int64_t rows, int64_t C, int64_t chunks, const Body& body) {
-  const int64_t chunk_grain = rows * C < 16384 ? chunks : 1;
-  at::parallel_for(0, chunks, chunk_grain, [&](int64_t first, int64_t last) {
-    for (int64_t k = first; k < last; ++k) body(k, k * rows / chunks, (k + 1) * rows / chunks);
-  });
+// Column j of half ``half`` (0 or 1) of the (chunks, 2, C) partial sums, summed over
+// the chunks.
+double chunk_total(const double* partial, int64_t chunks, int64_t C, int64_t half, int64_t j) {
+  double total = 0;
+  for (int64_t k = 0; k < chunks; ++k) total += partial[k * 2 * C + half * C + j];
+  return total;
 }
 
 void check(const at::Tensor& h, const at::Tensor& weight, const at::Tensor& bias) {
@@ -184,7 +183,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> batch_norm_forward(
     TORCH_CHECK(residual.sizes() == h.sizes(), "batch_norm: the residual must have h's shape");
   }
   const int64_t N = h.size(0), C = h.size(1);
-  const int64_t chunks = std::min(kChunks, N);
+  const int64_t chunks = chunk_count(N);
   at::Tensor partial = at::zeros({chunks, 2, C}, h.options().dtype(at::kDouble));
   at::Tensor y = at::empty_like(h);
   at::Tensor mean, invstd, variance;
@@ -208,11 +207,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> batch_norm_forward(
     scalar_t* out_invstd = invstd.data_ptr<scalar_t>();
     scalar_t* out_scale = scale.data_ptr<scalar_t>();
     for (int64_t j = 0; j < C; ++j) {
-      double sum = 0, square = 0;
-      for (int64_t k = 0; k < chunks; ++k) {
-        sum += pp[k * 2 * C + j];
-        square += pp[k * 2 * C + C + j];
-      }
+      const double sum = chunk_total(pp, chunks, C, 0, j);
+      const double square = chunk_total(pp, chunks, C, 1, j);
       const double shifted_mean = sum / static_cast<double>(N);
       const double var =
           std::max(square / static_cast<double>(N) - shifted_mean * shifted_mean, 0.0);
@@ -247,7 +243,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> batch_norm_backward(
   const at::Tensor m = mean.to(h.scalar_type()).contiguous();
   const at::Tensor is = invstd.to(h.scalar_type()).contiguous();
   const int64_t N = h.size(0), C = h.size(1);
-  const int64_t chunks = std::min(kChunks, N);
+  const int64_t chunks = chunk_count(N);
   at::Tensor partial = at::zeros({chunks, 2, C}, h.options().dtype(at::kDouble));
   at::Tensor grad_h = at::empty_like(h);
   at::Tensor grad_weight, grad_bias;
@@ -271,11 +267,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> batch_norm_backward(
     scalar_t* out_grad_bias = grad_bias.data_ptr<scalar_t>();
     scalar_t* out_grad_weight = grad_weight.data_ptr<scalar_t>();
     for (int64_t j = 0; j < C; ++j) {
-      double sum_dy = 0, sum_dy_xhat = 0;
-      for (int64_t k = 0; k < chunks; ++k) {
-        sum_dy += pp[k * 2 * C + j];
-        sum_dy_xhat += pp[k * 2 * C + C + j];
-      }
+      const double sum_dy = chunk_total(pp, chunks, C, 0, j);
+      const double sum_dy_xhat = chunk_total(pp, chunks, C, 1, j);
       out_grad_bias[j] = static_cast<scalar_t>(sum_dy);
       out_grad_weight[j] = static_cast<scalar_t>(sum_dy_xhat);
       ps[j] = pi[j] * pw[j];
