@@ -20,6 +20,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from seqmnist.errors import ConfigError
@@ -67,6 +68,20 @@ def run_stepwise(core: RecurrentCore, x: torch.Tensor) -> torch.Tensor:
         y, state = core.step(x[:, t], state)  # (B, O)
         outputs.append(y)
     return torch.stack(outputs, dim=1)  # (B, T, O)
+
+
+def time_major_drive(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
+) -> torch.Tensor:
+    """The input projection of every step, time-major: (B, T, F) -> (T, B, out).
+
+    x is made contiguous first (a copy of the input, the narrow side), so
+    F.linear takes the same single matmul with and without autograd: on a
+    strided 3-D input torch's matmul folds it in one mode and batches it in
+    the other, and on the AMD EPYC (AVX-512 BF16) the two summed in different
+    orders, so inference drifted from training in the last bit.
+    """
+    return F.linear(x.transpose(0, 1).contiguous(), weight, bias)
 
 
 class Bidirectional(RecurrentCore):

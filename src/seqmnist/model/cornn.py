@@ -21,7 +21,13 @@ from torch import nn
 from torch.nn import functional as F
 
 from seqmnist.model import native
-from seqmnist.model.core import Bidirectional, RecurrentCore, State, run_stepwise
+from seqmnist.model.core import (
+    Bidirectional,
+    RecurrentCore,
+    State,
+    run_stepwise,
+    time_major_drive,
+)
 
 
 class CoRNN(RecurrentCore):
@@ -57,7 +63,7 @@ class CoRNN(RecurrentCore):
         # Autocast may run the input projection in bf16; the oscillator itself runs
         # in the weights' dtype: each step moves y by dt * z, about bf16's
         # resolution of y (8 significant bits), so a bf16 state would round it away.
-        drive = F.linear(x.transpose(0, 1), self.V, self.b).to(weight.dtype)  # (T, B, H)
+        drive = time_major_drive(x, self.V, self.b).to(weight.dtype)  # (T, B, H)
         with torch.autocast(x.device.type, enabled=False):
             positions = oscillate(drive, weight, self.dt, self.gamma, self.epsilon)  # (T, B, H)
         return positions.transpose(0, 1)  # (B, T, H)

@@ -23,7 +23,13 @@ from torch import nn
 from torch.nn import functional as F
 
 from seqmnist.model import native
-from seqmnist.model.core import Bidirectional, RecurrentCore, State, run_stepwise
+from seqmnist.model.core import (
+    Bidirectional,
+    RecurrentCore,
+    State,
+    run_stepwise,
+    time_major_drive,
+)
 
 # The paper's four maps of the input and hidden state, in the order the fast
 # path stacks them: z's time step, y's time step, z's target, y's target.
@@ -66,7 +72,7 @@ class LEM(RecurrentCore):
         hidden_weight = self._stacked("W", _GATES[:3])  # (3H, H): [W1; W2; W_z], act on y
         # Autocast may run the input projection in bf16; the recurrence runs in
         # the weights' dtype, so a bf16 state cannot drift over 784 steps.
-        drive = F.linear(x.transpose(0, 1), self._stacked("V"), self._stacked("b"))  # (T, B, 4H)
+        drive = time_major_drive(x, self._stacked("V"), self._stacked("b"))  # (T, B, 4H)
         with torch.autocast(x.device.type, enabled=False):
             y = remember(drive.to(hidden_weight.dtype), hidden_weight, self.W_y, self.dt)
         return y.transpose(0, 1)  # (T, B, H) -> (B, T, H)
