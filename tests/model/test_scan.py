@@ -204,6 +204,34 @@ native_only = pytest.mark.skipif(not native_expected(), reason="no C++ compiler 
 
 
 @native_only
+@settings(max_examples=25, deadline=None)
+@given(
+    seed=st.integers(0, 2**31 - 1),
+    batch=st.integers(1, 5),
+    steps=st.one_of(st.integers(1, 40), st.integers(41, 784)),
+    state=st.sampled_from([(1,), (7,), (17,), (64,), (2, 33)]),  # vector widths and their tails
+    complex_=st.booleans(),
+    varying=st.booleans(),
+    with_h0=st.booleans(),
+)
+def test_the_float32_kernel_is_float64s_loop_to_float32_rounding(
+    seed, batch, steps, state, complex_, varying, with_h0
+):
+    # float32 runs the kernel's multiversioned (AVX-512, AVX2 or baseline) loops,
+    # float64 the plain ones the test above holds to the loop
+    a, b, h0 = _problem(seed, batch, steps, state, complex_, varying, with_h0)
+    expected = _values_and_gradients("loop", a, b, h0)
+    single = [t.to(torch.complex64 if complex_ else torch.float32) for t in (a, b)]
+    single.append(None if h0 is None else h0.to(single[1].dtype))
+    got = _values_and_gradients("native", *single)
+    for got_one, want in zip(got, expected):
+        scale = want.abs().max().item() + 1.0
+        # a step's rounding (2^-24 of the state) can grow through every later step
+        tolerance = 1e-6 * scale * min(steps, 100)
+        torch.testing.assert_close(got_one.to(want.dtype), want, rtol=0, atol=tolerance)
+
+
+@native_only
 @pytest.mark.parametrize("complex_", [False, True])
 def test_the_native_reverse_scan_equals_the_python_one(complex_):
     a, b, _ = _problem(3, 2, 30, (3,), complex_, varying=True, with_h0=False)

@@ -24,10 +24,15 @@
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
+#include <cstdint>
+#include <type_traits>
+
+#include "vectorised.h"
+
 namespace {
 
 template <typename T, bool Complex>
-inline void multiply_add(T* __restrict out, const T* __restrict a, const T* __restrict h,
+SEQMNIST_INLINE void multiply_add(T* __restrict out, const T* __restrict a, const T* __restrict h,
                          const T* __restrict b, int64_t n) {
   // restrict: out, the state it reads and the inputs never overlap, so the
   // compiler may vectorise across the state's elements
@@ -44,7 +49,7 @@ inline void multiply_add(T* __restrict out, const T* __restrict a, const T* __re
 }
 
 template <typename T, bool Complex>
-void scan_rows(const T* a, const T* b, const T* h0, T* out, int64_t batch_begin,
+SEQMNIST_INLINE void scan_rows(const T* a, const T* b, const T* h0, T* out, int64_t batch_begin,
                int64_t batch_end, int64_t steps, int64_t width, bool varying, bool reverse) {
   // width: real numbers per step (2S for complex)
   for (int64_t row = batch_begin; row < batch_end; ++row) {
@@ -72,7 +77,7 @@ void scan_rows(const T* a, const T* b, const T* h0, T* out, int64_t batch_begin,
 
 // acc (+)= G * conj(h) over n real numbers (n / 2 pairs when complex)
 template <typename T, bool Complex, bool Accumulate>
-inline void times_conj(T* __restrict acc, const T* __restrict g, const T* __restrict h, int64_t n) {
+SEQMNIST_INLINE void times_conj(T* __restrict acc, const T* __restrict g, const T* __restrict h, int64_t n) {
   if constexpr (Complex) {
     for (int64_t i = 0; i < n; i += 2) {
       const T re = g[i] * h[i] + g[i + 1] * h[i + 1], im = g[i + 1] * h[i] - g[i] * h[i + 1];
@@ -93,7 +98,7 @@ inline void times_conj(T* __restrict acc, const T* __restrict g, const T* __rest
 
 // G_t = conj(a) * G_{t+1} + g_t
 template <typename T, bool Complex>
-inline void conj_multiply_add(T* __restrict out, const T* __restrict a, const T* __restrict next,
+SEQMNIST_INLINE void conj_multiply_add(T* __restrict out, const T* __restrict a, const T* __restrict next,
                               const T* __restrict g, int64_t n) {
   if constexpr (Complex) {
     for (int64_t i = 0; i < n; i += 2) {
@@ -109,7 +114,7 @@ inline void conj_multiply_add(T* __restrict out, const T* __restrict a, const T*
 
 // One row's backward: grad_b (the G's), and grad_a, whole (varying) or summed over time (fixed).
 template <typename T, bool Complex>
-void backward_rows(const T* a, const T* h, const T* h0, const T* grad_h, T* grad_b, T* grad_a,
+SEQMNIST_INLINE void backward_rows(const T* a, const T* h, const T* h0, const T* grad_h, T* grad_b, T* grad_a,
                    int64_t batch_begin, int64_t batch_end, int64_t steps, int64_t width,
                    bool varying) {
   for (int64_t row = batch_begin; row < batch_end; ++row) {
@@ -139,6 +144,51 @@ void backward_rows(const T* a, const T* h, const T* h0, const T* grad_h, T* grad
       }
     }
   }
+}
+
+// float32 instances multiversioned (vectorised.h). Built for the baseline alone,
+// the complex products on interleaved (re, im) pairs stayed scalar: on the
+// AMD EPYC (AVX-512 BF16), batch 128, complex state 64, the backward went from
+// 190-240 to 85-100 us at 28 steps and from 15-21 to 5-8 ms at 784.
+SEQMNIST_CLONES void scan_rows_f32(bool complex, const float* a, const float* b, const float* h0,
+                                   float* out, int64_t begin, int64_t end, int64_t steps,
+                                   int64_t width, bool varying, bool reverse) {
+  if (complex) scan_rows<float, true>(a, b, h0, out, begin, end, steps, width, varying, reverse);
+  else scan_rows<float, false>(a, b, h0, out, begin, end, steps, width, varying, reverse);
+}
+SEQMNIST_CLONES void backward_rows_f32(bool complex, const float* a, const float* h,
+                                       const float* h0, const float* grad_h, float* grad_b,
+                                       float* grad_a, int64_t begin, int64_t end, int64_t steps,
+                                       int64_t width, bool varying) {
+  if (complex)
+    backward_rows<float, true>(a, h, h0, grad_h, grad_b, grad_a, begin, end, steps, width,
+                               varying);
+  else
+    backward_rows<float, false>(a, h, h0, grad_h, grad_b, grad_a, begin, end, steps, width,
+                                varying);
+}
+
+template <typename T>
+void scan(bool complex, const T* a, const T* b, const T* h0, T* out, int64_t begin, int64_t end,
+          int64_t steps, int64_t width, bool varying, bool reverse) {
+  if constexpr (std::is_same_v<T, float>)
+    scan_rows_f32(complex, a, b, h0, out, begin, end, steps, width, varying, reverse);
+  else if (complex)
+    scan_rows<T, true>(a, b, h0, out, begin, end, steps, width, varying, reverse);
+  else
+    scan_rows<T, false>(a, b, h0, out, begin, end, steps, width, varying, reverse);
+}
+template <typename T>
+void backward(bool complex, const T* a, const T* h, const T* h0, const T* grad_h, T* grad_b,
+              T* grad_a, int64_t begin, int64_t end, int64_t steps, int64_t width,
+              bool varying) {
+  if constexpr (std::is_same_v<T, float>)
+    backward_rows_f32(complex, a, h, h0, grad_h, grad_b, grad_a, begin, end, steps, width,
+                      varying);
+  else if (complex)
+    backward_rows<T, true>(a, h, h0, grad_h, grad_b, grad_a, begin, end, steps, width, varying);
+  else
+    backward_rows<T, false>(a, h, h0, grad_h, grad_b, grad_a, begin, end, steps, width, varying);
 }
 
 // Real numbers per (row, step): the state's elements, twice over for complex.
@@ -187,10 +237,9 @@ std::tuple<at::Tensor, at::Tensor> linear_recurrence_backward(
     const scalar_t* h0_data = h0_real.defined() ? h0_real.data_ptr<scalar_t>() : nullptr;
     scalar_t* grad_a_data = grad_a.defined() ? grad_a.data_ptr<scalar_t>() : nullptr;
     at::parallel_for(0, batch, 1, [&](int64_t begin, int64_t end) {
-      auto run = complex ? backward_rows<scalar_t, true> : backward_rows<scalar_t, false>;
-      run(a_real.data_ptr<scalar_t>(), h_real.data_ptr<scalar_t>(), h0_data,
-          g_real.data_ptr<scalar_t>(), grad_b.data_ptr<scalar_t>(), grad_a_data, begin, end,
-          steps, width, varying);
+      backward<scalar_t>(complex, a_real.data_ptr<scalar_t>(), h_real.data_ptr<scalar_t>(),
+                         h0_data, g_real.data_ptr<scalar_t>(), grad_b.data_ptr<scalar_t>(),
+                         grad_a_data, begin, end, steps, width, varying);
     });
   });
   if (grad_a.defined() && !varying) {
@@ -226,9 +275,8 @@ at::Tensor linear_recurrence(const at::Tensor& a, const at::Tensor& b,
     const scalar_t* h0_data = h0_real.defined() ? h0_real.data_ptr<scalar_t>() : nullptr;
     // One grain of rows per thread's share: each row is steps * width work.
     at::parallel_for(0, batch, 1, [&](int64_t begin, int64_t end) {
-      auto run = complex ? scan_rows<scalar_t, true> : scan_rows<scalar_t, false>;
-      run(a_real.data_ptr<scalar_t>(), b_real.data_ptr<scalar_t>(), h0_data,
-          out.data_ptr<scalar_t>(), begin, end, steps, width, varying, reverse);
+      scan<scalar_t>(complex, a_real.data_ptr<scalar_t>(), b_real.data_ptr<scalar_t>(), h0_data,
+                     out.data_ptr<scalar_t>(), begin, end, steps, width, varying, reverse);
     });
   });
   return complex ? at::view_as_complex(out) : out;
