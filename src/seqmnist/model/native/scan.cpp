@@ -32,8 +32,8 @@
 namespace {
 
 template <typename T, bool Complex>
-SEQMNIST_INLINE void multiply_add(T* __restrict out, const T* __restrict a, const T* __restrict h,
-                         const T* __restrict b, int64_t n) {
+SEQMNIST_INLINE void multiply_add(T* __restrict out, const T* __restrict a,
+                                  const T* __restrict h, const T* __restrict b, int64_t n) {
   // restrict: out, the state it reads and the inputs never overlap, so the
   // compiler may vectorise across the state's elements
   if constexpr (Complex) {
@@ -50,7 +50,8 @@ SEQMNIST_INLINE void multiply_add(T* __restrict out, const T* __restrict a, cons
 
 template <typename T, bool Complex>
 SEQMNIST_INLINE void scan_rows(const T* a, const T* b, const T* h0, T* out, int64_t batch_begin,
-               int64_t batch_end, int64_t steps, int64_t width, bool varying, bool reverse) {
+                               int64_t batch_end, int64_t steps, int64_t width, bool varying,
+                               bool reverse) {
   // width: real numbers per step (2S for complex)
   for (int64_t row = batch_begin; row < batch_end; ++row) {
     const T* b_row = b + row * steps * width;
@@ -77,7 +78,8 @@ SEQMNIST_INLINE void scan_rows(const T* a, const T* b, const T* h0, T* out, int6
 
 // acc (+)= G * conj(h) over n real numbers (n / 2 pairs when complex)
 template <typename T, bool Complex, bool Accumulate>
-SEQMNIST_INLINE void times_conj(T* __restrict acc, const T* __restrict g, const T* __restrict h, int64_t n) {
+SEQMNIST_INLINE void times_conj(T* __restrict acc, const T* __restrict g, const T* __restrict h,
+                                int64_t n) {
   if constexpr (Complex) {
     for (int64_t i = 0; i < n; i += 2) {
       const T re = g[i] * h[i] + g[i + 1] * h[i + 1], im = g[i + 1] * h[i] - g[i] * h[i + 1];
@@ -98,8 +100,9 @@ SEQMNIST_INLINE void times_conj(T* __restrict acc, const T* __restrict g, const 
 
 // G_t = conj(a) * G_{t+1} + g_t
 template <typename T, bool Complex>
-SEQMNIST_INLINE void conj_multiply_add(T* __restrict out, const T* __restrict a, const T* __restrict next,
-                              const T* __restrict g, int64_t n) {
+SEQMNIST_INLINE void conj_multiply_add(T* __restrict out, const T* __restrict a,
+                                       const T* __restrict next, const T* __restrict g,
+                                       int64_t n) {
   if constexpr (Complex) {
     for (int64_t i = 0; i < n; i += 2) {
       const T ar = a[i], ai = a[i + 1], nr = next[i], ni = next[i + 1];
@@ -114,9 +117,9 @@ SEQMNIST_INLINE void conj_multiply_add(T* __restrict out, const T* __restrict a,
 
 // One row's backward: grad_b (the G's), and grad_a, whole (varying) or summed over time (fixed).
 template <typename T, bool Complex>
-SEQMNIST_INLINE void backward_rows(const T* a, const T* h, const T* h0, const T* grad_h, T* grad_b, T* grad_a,
-                   int64_t batch_begin, int64_t batch_end, int64_t steps, int64_t width,
-                   bool varying) {
+SEQMNIST_INLINE void backward_rows(const T* a, const T* h, const T* h0, const T* grad_h,
+                                   T* grad_b, T* grad_a, int64_t batch_begin, int64_t batch_end,
+                                   int64_t steps, int64_t width, bool varying) {
   for (int64_t row = batch_begin; row < batch_end; ++row) {
     const int64_t offset = row * steps * width;
     const T* g = grad_h + offset;
