@@ -76,10 +76,12 @@ def time_major_drive(
     """The input projection of every step, time-major: (B, T, F) -> (T, B, out).
 
     x is made contiguous first (a copy of the input, the narrow side), so
-    F.linear takes the same single matmul with and without autograd: on a
-    strided 3-D input torch's matmul folds it in one mode and batches it in
-    the other, and on the AMD EPYC (AVX-512 BF16) the two summed in different
-    orders, so inference drifted from training in the last bit.
+    F.linear is one addmm whatever needs gradients. On the strided
+    transpose, torch's matmul copies and folds it into one mm when the weight
+    requires grad, and runs a bmm over an expanded weight when not (LEM's
+    weights stacked under no_grad); on the AMD EPYC (AVX-512 BF16) the two
+    summed in different orders, so inference drifted from training in the
+    last bit.
     """
     return F.linear(x.transpose(0, 1).contiguous(), weight, bias)
 
