@@ -85,3 +85,18 @@ def test_turned_off_the_heap_is_left_to_glibc():
         SEQMNIST_KEEP_HEAP="0",
     )
     assert words == ["False", "mapped"]
+
+
+def test_inside_a_command_freeing_more_than_2_gib_gives_none_of_the_heap_back():
+    # a pixel-by-pixel batch of 1,000 frees blocks this large (LEM's inputs for all
+    # 784 steps are 1.6 GB); a trim threshold of 2**31 - 1 gave them back
+    words = _run(
+        """
+        with heap_kept_for_command():
+            tensor = torch.empty(3 * 2**30 // 4)
+            held = libc.mallinfo2().arena
+            del tensor
+            print("kept" if libc.mallinfo2().arena >= held else "trimmed")
+        """
+    )
+    assert words == ["kept"]
