@@ -31,12 +31,14 @@ import os
 import sys
 from collections.abc import Iterator
 
-# mallopt's parameters (malloc.h) and glibc's defaults, restored afterwards.
+# mallopt's parameter numbers (malloc.h) and glibc's defaults, restored afterwards.
 _M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4
 _DEFAULT_TRIM_THRESHOLD, _DEFAULT_MMAP_MAX = 128 * 1024, 65536
-# -1: never give the heap's top back (mallopt(3)). The largest int, 2**31 - 1,
-# still trimmed a free top of over 2 GiB, which a pixel-by-pixel batch of 1,000
-# frees (LEM's inputs for all 784 steps are 1.6 GB).
+# The value -1: never give the main heap's top back (mallopt(3); the main
+# thread's arena, where torch's large tensors come from). The largest int,
+# 2**31 - 1, still trimmed a free top of over 2 GiB, which a pixel-by-pixel
+# batch of 1,000 frees (LEM's inputs for all 784 steps are 1.6 GB). Other
+# threads' arenas still return whole sub-heaps as glibc decides.
 _KEEP_TRIM_THRESHOLD = -1
 
 
