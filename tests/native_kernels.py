@@ -1,10 +1,12 @@
-"""Whether the compiled kernels should be here, and the scan methods to test on this machine."""
+"""Whether the compiled kernels should be here, and the scan methods to test on this machine;
+whether torch.compile can build its CPU code here."""
 
 import importlib.util
 import os
 import shutil
 from unittest import mock
 
+import pytest
 import torch
 
 from seqmnist.model import native
@@ -66,3 +68,10 @@ def assert_compiled_loop_as_close_as_torch(module, core, x, upstream) -> None:
         torch_error = (torch_got.double() - want).abs().max().item()
         error = (got.double() - want).abs().max().item()
         assert error <= 2 * torch_error + 1e-6 * want.abs().max().item()
+
+
+# Inductor writes C++ for the CPU and builds it, as the native kernels are built.
+needs_compiler = pytest.mark.skipif(
+    shutil.which(os.environ.get("CXX", "c++")) is None and shutil.which("g++") is None,
+    reason="torch.compile's CPU code needs a C++ compiler (g++)",
+)

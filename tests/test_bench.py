@@ -8,6 +8,7 @@ import json
 
 import pytest
 import torch
+from native_kernels import needs_compiler
 
 from seqmnist.bench.run import run_benchmark
 from seqmnist.cli import main
@@ -76,6 +77,7 @@ def test_both_loops_are_checked_at_the_same_steps_and_the_ratio_matches(stripes_
         (["--to-accuracy", "--accuracy-preset", "nosuch"], "unknown preset 'nosuch' and no such"),
         (["--preset", "ref1-stacked"], "the baseline mirrors"),
         (["--steps", "99999999999"], "steps must be at most"),
+        (["--compile", "on"], "--compile applies to --cells only"),
     ],
 )
 def test_bad_values_get_one_line(argv, complaint, capsys):
@@ -128,7 +130,7 @@ def cell_speeds(stripes_dir, one_torch_thread):
     splits = load_dataset(str(stripes_dir), None, 100)
     return measure_cells(
         CELLS, splits, Runtime.resolve("cpu", "fp32"), batch_size=16, rounds=1,
-        target_seconds=0.001,
+        target_seconds=0.001, compile="off",
     )  # fmt: skip
 
 
@@ -152,6 +154,43 @@ def test_cells_bench_measures_every_family_by_rows_and_by_pixels(cell_speeds):
     assert all(model_for(cell).dropout == 0.0 for cell in CELLS)
 
 
+def test_cells_bench_compiles_the_steps_a_full_run_of_the_view_preset_would():
+    from seqmnist.bench.cells import compiled_as_trained
+    from seqmnist.runtime import Runtime
+
+    cpu = Runtime.resolve("cpu", "fp32")
+    mnist = 55_000
+    # By pixels, LRU's preset runs 100 epochs: long enough to repay compiling.
+    assert compiled_as_trained("lru", "pixels", 784, cpu, "auto", mnist)
+    # By rows, or on a tiny data set, it would not; nor does a family it does not pay for.
+    assert not compiled_as_trained("lru", "rows", 28, cpu, "auto", mnist)
+    assert not compiled_as_trained("lru", "pixels", 784, cpu, "auto", 500)
+    assert not compiled_as_trained("lstm", "pixels", 784, cpu, "auto", mnist)
+    assert not compiled_as_trained("gru", "pixels", 784, cpu, "auto", mnist)  # no preset
+    assert compiled_as_trained("lstm", "rows", 28, cpu, "on", mnist)
+    assert not compiled_as_trained("lru", "pixels", 784, cpu, "off", mnist)
+
+
+@needs_compiler
+def test_cells_bench_runs_the_compiled_step_where_auto_chooses_it(stripes_dir, one_torch_thread):
+    from seqmnist.bench.cells import measure_cells
+    from seqmnist.data import load_dataset
+    from seqmnist.runtime import Runtime
+
+    splits = load_dataset(str(stripes_dir), None, 100)
+    speeds = measure_cells(
+        ["indrnn"], splits, Runtime.resolve("cpu", "fp32"), batch_size=16, rounds=1,
+        target_seconds=0.001,
+    )  # fmt: skip
+    # IndRNN's pixel preset runs 1.2 million steps of 32, which repays compiling at any
+    # image size; its row preset and the LSTM never compile.
+    assert [(s.cell, s.view, s.compiled) for s in speeds] == [
+        ("lstm", "rows", False), ("indrnn", "rows", False),
+        ("lstm", "pixels", False), ("indrnn", "pixels", True),
+    ]  # fmt: skip
+    assert all(s.train_samples_per_second > 0 for s in speeds)
+
+
 def test_cells_table_names_the_machine_and_every_family(cell_speeds):
     import dataclasses
 
@@ -166,6 +205,13 @@ def test_cells_table_names_the_machine_and_every_family(cell_speeds):
     assert "CPU flags: avx2" in table and "28 steps" in table and "784 steps" in table
     for speed in cell_speeds:
         assert any(line.startswith(f"{speed.cell} ") for line in table.splitlines())
+    # Measured with --compile off; a compiled figure is marked.
+    assert not any(speed.compiled for speed in cell_speeds) and "torch.compile" not in table
+    result["cells"][1]["compiled"] = True
+    marked = format_cells_table(result)
+    assert "torch.compile (--compile auto" in marked
+    assert "*" in next(line for line in marked.splitlines()[3:] if line.startswith(
+        result["cells"][1]["cell"] + " "))  # fmt: skip
 
 
 @pytest.mark.parametrize(

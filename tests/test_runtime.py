@@ -49,5 +49,7 @@ def test_bf16_training_steps_run_on_any_cpu():
     layer = torch.nn.LSTM(4, 4, batch_first=True)
     with runtime.autocast():
         outputs, _ = layer(torch.rand(2, 3, 4))
-    assert outputs.dtype == torch.bfloat16
+    # Where oneDNN has no bf16 LSTM (an AMD CPU with AVX2 only, say), PyTorch's own
+    # kernel runs the layer in fp32 under autocast, rather than failing.
+    assert outputs.dtype == (torch.bfloat16 if onednn_bf16_lstm_works() else torch.float32)
     outputs.float().sum().backward()

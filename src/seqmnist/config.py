@@ -33,6 +33,7 @@ OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("none", "cosine", "onecycle", "step")
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "bf16")
+COMPILE_CHOICES = ("auto", "on", "off")
 HEAD_INITS = ("default", "normal", "truncated_normal")
 
 
@@ -153,6 +154,13 @@ class TrainConfig:
     threads: int | None = field(
         default=None, metadata=_help("CPU threads (none: PyTorch's choice, one per core)")
     )
+    compile: str = field(
+        default="auto",
+        metadata=_help(
+            "run training steps through torch.compile (auto: where it pays, see BENCHMARKS.md)",
+            COMPILE_CHOICES,
+        ),
+    )
     log_every: int = field(default=50, metadata=_help("steps between batch-metric records"))
     tensorboard: bool = field(
         default=False,
@@ -168,6 +176,7 @@ class TrainConfig:
         _require_choice("schedule", self.schedule, SCHEDULES)
         _require_choice("device", self.device, DEVICES)
         _require_choice("precision", self.precision, PRECISIONS)
+        _require_choice("compile", self.compile, COMPILE_CHOICES)
         _require(_positive(self.lr), f"lr must be a positive number, got {self.lr}")
         _require(
             self.weight_decay >= 0 and math.isfinite(self.weight_decay),

@@ -254,6 +254,10 @@ def repair_hint(run_dir: Path) -> str:
 
 def read_config(run_dir: Path) -> RunConfig:
     values = _read_json(run_dir / CONFIG_FILE)
+    train = values.get("train") if isinstance(values, dict) else None
+    if isinstance(train, dict) and "compile" not in train:
+        # A run from before --compile trained eagerly: resumed, it goes on so.
+        values = {**values, "train": {**train, "compile": "off"}}
     try:
         return RunConfig.from_dict(values)
     except SeqmnistError as error:

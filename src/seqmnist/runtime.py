@@ -184,6 +184,22 @@ def onednn_bf16_lstm_works() -> bool:
     return True
 
 
+RandomState = tuple[torch.Tensor, torch.Tensor | None]
+
+
+def random_state(device: torch.device) -> RandomState:
+    """Torch's global generator's state, and the device's where it is a GPU."""
+    cuda = torch.cuda.get_rng_state(device) if device.type == "cuda" else None
+    return torch.get_rng_state(), cuda
+
+
+def set_random_state(device: torch.device, state: RandomState) -> None:
+    """Give back what ``random_state`` took."""
+    torch.set_rng_state(state[0])
+    if state[1] is not None and device.type == "cuda":
+        torch.cuda.set_rng_state(state[1], device)
+
+
 @contextlib.contextmanager
 def exact_fp32() -> Iterator[None]:
     """fp32 matrix products with no TF32 shortcut (Ampere GPUs take it by default)."""

@@ -6,8 +6,11 @@ against row-lstm's nn.LSTM-128 in the same process. The models take
 turns in short timed windows, round after round, so every one of them sees
 the same machine load; a figure is the median over rounds. Training is
 seqmnist's own step (TrainStep: forward, loss, backward, clipping, fused
-AdamW) in the runtime's precision; inference is a forward pass of a batch of
-1,000 test images in fp32, as ``seqmnist eval`` runs it.
+AdamW) in the runtime's precision, through torch.compile where training
+would compile it: with ``compile="auto"``, where a full run of the family's
+preset for that view would (training/compilation.py; by pixels, for the
+families it pays for). Inference is a forward pass of a batch of 1,000 test
+images in fp32, as ``seqmnist eval`` runs it.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from dataclasses import dataclass
 import torch
 
 from seqmnist.bench.timing import median, timed
-from seqmnist.config import ModelConfig, TrainConfig
+from seqmnist.config import ModelConfig, RunConfig, TrainConfig
 from seqmnist.data import ImageSplits
 from seqmnist.errors import ConfigError
 from seqmnist.model import count_parameters
@@ -28,6 +31,7 @@ from seqmnist.model.registry import FAMILIES
 from seqmnist.presets import PRESETS, get_preset
 from seqmnist.runs import ModelInfo, build_model
 from seqmnist.runtime import Runtime
+from seqmnist.training.compilation import choose
 from seqmnist.training.optim import build_optimizer
 from seqmnist.training.step import TrainStep
 
@@ -46,6 +50,7 @@ class CellSpeed:
     params: int
     train_samples_per_second: float
     infer_samples_per_second: float
+    compiled: bool = False  # whether the training step ran through torch.compile
 
 
 def model_for(cell: str) -> ModelConfig:
@@ -64,6 +69,18 @@ def model_for(cell: str) -> ModelConfig:
     return dataclasses.replace(model, dropout=0.0)
 
 
+def compiled_as_trained(
+    cell: str, view: str, sequence_length: int, runtime: Runtime, compile: str, train_size: int
+) -> bool:
+    """Whether training would compile this family's step: as its preset for the view
+    (``pixel-NAME`` for 784 steps) would run in full with ``--compile compile``."""
+    name = f"{'row' if view == 'rows' else 'pixel'}-{cell}"
+    config = get_preset(name) if name in PRESETS else RunConfig(model=model_for(cell))
+    config = dataclasses.replace(config, train=dataclasses.replace(config.train, compile=compile))
+    total_steps = config.train.total_steps(train_size)
+    return choose(config, runtime, total_steps, sequence_length).compiled
+
+
 def check_cells(cells: Sequence[str]) -> list[str]:
     """The families to measure, the reference first; unknown names are one ConfigError."""
     unknown = [cell for cell in cells if cell not in FAMILIES]
@@ -78,9 +95,13 @@ def check_cells(cells: Sequence[str]) -> list[str]:
 
 def measure_cells(
     cells: Sequence[str], splits: ImageSplits, runtime: Runtime, *, batch_size: int = 128,
-    rounds: int = 5, target_seconds: float = 0.5,
+    rounds: int = 5, target_seconds: float = 0.5, compile: str = "auto",
 ) -> list[CellSpeed]:  # fmt: skip
-    """Training and inference samples/s of each family at 28 and 784 steps."""
+    """Training and inference samples/s of each family at 28 and 784 steps.
+
+    ``compile`` is training's --compile: ``auto`` compiles a family's step
+    where a full run of its preset for the view would be compiled.
+    """
     cells = check_cells(cells)
     info = ModelInfo(splits.image_shape, tuple(splits.class_names))
     device = runtime.device
@@ -88,14 +109,18 @@ def measure_cells(
     labels = torch.from_numpy(splits.train_labels[:batch_size]).long().to(device)
     test_images = torch.from_numpy(splits.test_images[:INFERENCE_BATCH]).to(device)
     train_config = TrainConfig(batch_size=batch_size)  # AdamW, clipping at 1: the defaults
+    train_size = len(splits.split("train")[0])
     results: list[CellSpeed] = []
     for view in VIEWS:
-        models, steps, forwards = {}, {}, {}
+        models, steps, forwards, compiled = {}, {}, {}, {}
         for cell in cells:
             torch.manual_seed(0)
             model = build_model(dataclasses.replace(model_for(cell), view=view), info).to(device)
             optimizer = build_optimizer(model, train_config, device)
-            step = TrainStep(model, optimizer, None, train_config, runtime)
+            compiled[cell] = compiled_as_trained(
+                cell, view, model.view.steps, runtime, compile, train_size
+            )
+            step = TrainStep(model, optimizer, None, train_config, runtime, compiled=compiled[cell])
             models[cell] = model
             steps[cell] = lambda step=step: step(images, labels)
             forwards[cell] = _forward(model, test_images)
@@ -111,6 +136,7 @@ def measure_cells(
                 count_parameters(models[cell]),
                 train[cell],
                 infer[cell],
+                compiled[cell],
             )  # fmt: skip
             for cell in cells
         ]

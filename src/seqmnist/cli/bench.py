@@ -7,7 +7,7 @@ import dataclasses
 import json
 
 from seqmnist.cli.paths import path_argument, positive_int, seed_list
-from seqmnist.config import DEVICES, PRECISIONS
+from seqmnist.config import COMPILE_CHOICES, DEVICES, PRECISIONS
 from seqmnist.errors import ConfigError
 
 
@@ -64,6 +64,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--device", choices=DEVICES, help="default: auto")
     parser.add_argument("--precision", choices=PRECISIONS, help="default: auto")
     parser.add_argument(
+        "--compile", choices=COMPILE_CHOICES,
+        help="with --cells: training steps through torch.compile (default: auto, where a full "
+        "run of the family's preset for the view would be)",
+    )  # fmt: skip
+    parser.add_argument(
         "--threads", type=positive_int, help="CPU threads (default: PyTorch's choice)"
     )
     parser.add_argument(
@@ -84,6 +89,8 @@ def run(args: argparse.Namespace) -> int:
         result = measure_cells(args)
         print(json.dumps(result) if args.json else format_cells_table(result))
         return 0
+    if args.compile is not None:
+        raise ConfigError("--compile applies to --cells only; the preset bench trains eagerly")
     result = measure(args)
     print(json.dumps(result) if args.json else format_table(result))
     return 0
@@ -105,11 +112,13 @@ def measure_cells(args: argparse.Namespace) -> dict:
         _overrides(args, ("data_dir", "device", "precision", "threads"))
     )
     speeds = measure_families(
-        names, splits, runtime, batch_size=args.batch_size or 128, rounds=args.rounds
-    )
+        names, splits, runtime, batch_size=args.batch_size or 128, rounds=args.rounds,
+        compile=args.compile or "auto",
+    )  # fmt: skip
     return {
         "batch_size": args.batch_size or 128,
         "rounds": args.rounds,
+        "compile": args.compile or "auto",
         "cells": [dataclasses.asdict(speed) for speed in speeds],
         **runtime.to_dict(),
     }
@@ -136,8 +145,9 @@ def format_cells_table(result: dict) -> str:
         line = f"{cell:10}{views['rows']['params']:>8,}"
         for view in ("rows", "pixels"):
             speed = views[view]
+            mark = "*" if speed.get("compiled") else " "
             line += (
-                f"{speed['train_samples_per_second']:>10,.0f}"
+                f"{speed['train_samples_per_second']:>9,.0f}{mark}"
                 f"{ratio(speed, 'train_samples_per_second'):>9}"
                 f"{speed['infer_samples_per_second']:>10,.0f}"
                 f"{ratio(speed, 'infer_samples_per_second'):>9}"
@@ -147,6 +157,10 @@ def format_cells_table(result: dict) -> str:
         f"(samples/s, median of {result['rounds']} windows per model taken in turns; params by "
         "rows; training: seqmnist's step with fused AdamW; inference: fp32 forward, batch 1,000)"
     )
+    if any(speed.get("compiled") for speed in result["cells"]):
+        asked = result.get("compile", "auto")
+        why = ": where a full run of the family's preset for the view is" if asked == "auto" else ""
+        lines.append(f"* the training step ran through torch.compile (--compile {asked}{why})")
     return "\n".join(lines)
 
 

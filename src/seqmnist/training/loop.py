@@ -23,7 +23,7 @@ from seqmnist.errors import (
     TrainingInterrupted,
 )
 from seqmnist.evaluation import DeviceSplit, Evaluation, evaluate
-from seqmnist.runtime import Runtime
+from seqmnist.runtime import Runtime, random_state, set_random_state
 from seqmnist.training.checkpoint import Checkpoint, CheckpointStore
 from seqmnist.training.interrupts import StopRequests
 from seqmnist.training.optim import build_optimizer, build_schedule
@@ -42,11 +42,6 @@ def _data_parallel(model: torch.nn.Module, runtime: Runtime) -> torch.nn.Module:
     return DistributedDataParallel(model, device_ids=device_ids)
 
 
-def _random_state(device: torch.device) -> tuple[torch.Tensor, torch.Tensor | None]:
-    cuda = torch.cuda.get_rng_state(device) if device.type == "cuda" else None
-    return torch.get_rng_state(), cuda
-
-
 class TrainingLoop:
     """Step through the budget, validating at every epoch end and keeping the best weights."""
 
@@ -54,6 +49,7 @@ class TrainingLoop:
         self, config: TrainConfig, runtime: Runtime, model, train_split: DeviceSplit,
         val_split: DeviceSplit, num_classes: int, total_steps: int, log,
         checkpoints: CheckpointStore | None = None, stop: StopRequests | None = None,
+        compiled: bool = False,
     ):  # fmt: skip
         self.config = config
         self.runtime = runtime
@@ -68,7 +64,7 @@ class TrainingLoop:
         self.optimizer = build_optimizer(model, config, self.device)
         self.schedule = build_schedule(self.optimizer, config, total_steps)
         self.step_fn = TrainStep(_data_parallel(model, runtime), self.optimizer, self.schedule,
-                                 config, runtime)  # fmt: skip
+                                 config, runtime, compiled=compiled)  # fmt: skip
         if self.ranks.rank > 0:  # after the model's init, which every rank shares
             torch.manual_seed(rank_seed(config.seed, self.ranks.rank))
         # The data order has its own generator so it does not shift with dropout or init.
@@ -252,7 +248,7 @@ class TrainingLoop:
             return
         self._verify_finite(weights=True)  # a checkpoint never holds NaN
         # Each rank's own dropout state, so a resume goes on with every rank's draws.
-        rank_rng = gather(_random_state(self.device), self.ranks)
+        rank_rng = gather(random_state(self.device), self.ranks)
         if self.ranks.is_main:  # the others' states are the same: rank 0 writes for all
             self.last_checkpoint = self.checkpoints.save(self.step, self.state(rank_rng))
         else:
@@ -354,9 +350,6 @@ class TrainingLoop:
             torch.cuda.set_rng_state_all(state["cuda_rng"])
         ranks_saved = state.get("rank_rng") or []
         if self.ranks.rank < len(ranks_saved):
-            cpu, cuda = ranks_saved[self.ranks.rank]
-            torch.set_rng_state(cpu)
-            if cuda is not None and self.device.type == "cuda":
-                torch.cuda.set_rng_state(cuda, self.device)
+            set_random_state(self.device, tuple(ranks_saved[self.ranks.rank]))
         elif self.ranks.rank > 0:  # more processes than wrote it: a fresh draw of its own
             torch.manual_seed(rank_seed(self.config.seed + self.step, self.ranks.rank))

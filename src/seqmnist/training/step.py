@@ -9,6 +9,7 @@ from torch import nn
 from seqmnist.config import TrainConfig
 from seqmnist.model.inputs import to_unit_float
 from seqmnist.runtime import Runtime
+from seqmnist.training.compilation import Forward
 
 
 class TrainStep:
@@ -21,8 +22,13 @@ class TrainStep:
         schedule: torch.optim.lr_scheduler.LRScheduler | None,
         config: TrainConfig,
         runtime: Runtime,
+        *,
+        compiled: bool = False,
     ) -> None:
         self.model = model
+        # The forward the steps run: through torch.compile where the run chose it
+        # (training/compilation.py), eager otherwise or once compiling has failed.
+        self.forward = Forward(model, compiled)
         self.optimizer = optimizer
         self.schedule = schedule
         self.grad_clip = config.grad_clip
@@ -33,8 +39,15 @@ class TrainStep:
         self, images: torch.Tensor, labels: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Train on uint8 ``images`` (B, H, W) and ``labels`` (B,); returns (loss, correct count)."""
+        return self.forward.attempt(
+            lambda forward: self._step(forward, images, labels), self.runtime.device
+        )
+
+    def _step(
+        self, forward, images: torch.Tensor, labels: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         with self.runtime.autocast():
-            logits = self.model(to_unit_float(images))  # (B, C)
+            logits = forward(to_unit_float(images))  # (B, C)
         # The loss is taken in fp32 whatever the matmul precision.
         loss = F.cross_entropy(logits.float(), labels)
         self.optimizer.zero_grad(set_to_none=True)

@@ -35,6 +35,7 @@ from seqmnist.runs import (
     weights_damage,
 )
 from seqmnist.runtime import Runtime
+from seqmnist.training import compilation
 from seqmnist.training.checkpoint import CheckpointStore
 from seqmnist.training.interrupts import StopRequests
 from seqmnist.training.loop import TrainingLoop
@@ -167,10 +168,13 @@ def train(
         if main
         else MetricsLog(None, total_steps, False, callbacks)
     )
+    compile_choice = compilation.choose(config, runtime, total_steps, model.view.steps)
+    if compile_choice.compiled:  # said, since the first step waits for the compiler
+        logger.info("training steps run through torch.compile (%s)", compile_choice.reason)
     try:
         loop = TrainingLoop(
             config.train, runtime, model, train_split, val_split, info.num_classes, total_steps,
-            log, checkpoints, stop,
+            log, checkpoints, stop, compiled=compile_choice.compiled,
         )  # fmt: skip
         if start is not None:
             loop.restore(start)
@@ -189,6 +193,7 @@ def train(
     )  # fmt: skip
     summary = _summary(config, runtime, model, loop, validation, test, train_seconds)
     summary["setup_seconds"] = setup_seconds
+    summary["compile"] = _compile_summary(compile_choice, loop)
     summary["data_folder"] = data_folder
     # Whether this is the whole of a preset's recipe or part of one (a partial
     # run's figure must never stand beside the paper's).
@@ -270,6 +275,14 @@ def _resume_point(run_dir: Path, checkpoints: CheckpointStore):
         logger.debug("%s stopped before its first checkpoint: starting it from step 0", run_dir)
         return None
     return checkpoints.latest()
+
+
+def _compile_summary(choice: compilation.CompileChoice, loop: TrainingLoop) -> dict[str, Any]:
+    """Whether the steps ran compiled, and why; a compile that failed says so."""
+    failure = loop.step_fn.forward.failure
+    if failure:
+        return {"compiled": False, "reason": f"{choice.reason}; compiling failed ({failure})"}
+    return choice.to_dict()
 
 
 def _summary(

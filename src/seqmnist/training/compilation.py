@@ -1,0 +1,131 @@
+"""Whether a run's training step goes through torch.compile, and the eager fallback.
+
+torch.compile turns a family's forward and backward into one graph whose
+elementwise work inductor fuses into few passes over memory; with bf16
+autocast it also fuses the casts. It pays only for some families, and only
+in runs long enough to repay the compile itself. Measured side by side in
+one process (benchmarks/compile_ab.py; BENCHMARKS.md, "torch.compile"),
+AMD EPYC, 2 cores, batch 128, by rows: in bf16 the compiled step of LRU,
+minGRU, minLSTM and IndRNN took 0.73-0.81x the eager step's time, coRNN's and
+LEM's 0.96-1.02x (their loops are native kernels already, nothing is left to
+fuse); in fp32 0.88-0.94x and 0.99-1.01x. Compiling took 13-50 s uncached,
+about 1-4 s from inductor's cache. The saving was about 0.1-0.8 µs per
+sample per time step, so a run repays a minute of compiling after about 1e9
+sample-steps: a pixel preset (100 epochs at 784 steps, 4e9) does, a row preset
+(10 epochs at 28 steps, 1.5e7) never would.
+
+``auto`` therefore compiles the families whose registry entry says it pays,
+on a CPU, outside torchrun, for runs of at least ``AUTO_SAMPLE_STEPS``.
+The decision depends only on the configuration, so a resumed run takes the
+same path as the run it continues. ``on`` compiles whatever the run; ``off``
+never does. A step that fails to compile (no C++ compiler, an operator
+inductor cannot lower) warns once and goes on eagerly.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from seqmnist.config import RunConfig
+from seqmnist.model import native
+from seqmnist.model.registry import family
+from seqmnist.runtime import Runtime, random_state, set_random_state
+
+logger = logging.getLogger("seqmnist.train")
+
+# Sample-steps (training samples x sequence length) from which ``auto`` compiles.
+AUTO_SAMPLE_STEPS = 10**9
+
+
+@dataclass(frozen=True)
+class CompileChoice:
+    compiled: bool
+    reason: str  # one phrase, for summary.json and the log
+
+    def to_dict(self) -> dict[str, object]:
+        return {"compiled": self.compiled, "reason": self.reason}
+
+
+def choose(
+    config: RunConfig, runtime: Runtime, total_steps: int, sequence_length: int
+) -> CompileChoice:
+    """What ``config.train.compile`` means for this run on this runtime."""
+    asked = config.train.compile
+    if asked == "off":
+        return CompileChoice(False, "--compile off")
+    if asked == "on":
+        return CompileChoice(True, "--compile on")
+    cell = config.model.cell
+    if not family(cell).compile_pays:
+        return CompileChoice(False, f"auto: a compiled {cell} step was no faster")
+    if runtime.device.type != "cpu":
+        return CompileChoice(False, f"auto: measured on CPUs only, not on {runtime.device.type}")
+    if runtime.ranks.distributed:
+        return CompileChoice(False, "auto: not under torchrun")
+    sample_steps = total_steps * config.train.batch_size * sequence_length
+    if sample_steps < AUTO_SAMPLE_STEPS:
+        return CompileChoice(
+            False, f"auto: {sample_steps:.1e} sample-steps would not repay compiling"
+        )
+    return CompileChoice(True, f"auto: {cell}, {sample_steps:.1e} sample-steps")
+
+
+class Forward:
+    """The model's forward for training steps: compiled, until compiling fails, then eager.
+
+    ``attempt(step)`` runs one whole training step (forward, loss, backward:
+    inductor compiles the backward on its first call) through the compiled
+    forward; if that raises, it warns once, gives back the random state the
+    step began with, and runs the step again eagerly. A failed step stops
+    before the optimizer's: the retry starts from the same weights.
+    """
+
+    def __init__(self, model: nn.Module, compiled: bool, backend: str = "inductor") -> None:
+        self.model = model
+        self.compiled: Callable | None = None
+        self.failure = ""  # why compiling failed, once it has
+        if compiled:
+            # Loaded before tracing: their first load builds them under a lock,
+            # which dynamo cannot trace through.
+            native.available()
+            self.compiled = torch.compile(model, backend=backend, dynamic=False)
+
+    @property
+    def is_compiled(self) -> bool:
+        return self.compiled is not None
+
+    def attempt(self, step: Callable[[Callable], object], device: torch.device):
+        if self.compiled is None:
+            return step(self.model)
+        state = random_state(device)
+        try:
+            with warnings.catch_warnings():
+                # Inductor says it leaves LRU's complex products to eager kernels, and
+                # that this "may be worse than eager": measured, the step is faster.
+                warnings.filterwarnings(
+                    "ignore", message=".*complex operators", category=UserWarning
+                )
+                return step(self.compiled)
+        except Exception as error:  # noqa: BLE001 - any failure to compile; eager says if real
+            self.failure = _first_cause(error)
+            logger.warning(
+                "seqmnist: torch.compile failed (%s); training eagerly instead, "
+                "which computes the same; --compile off skips trying", self.failure,
+            )  # fmt: skip
+            self.compiled = None
+            set_random_state(device, state)
+            return step(self.model)
+
+
+def _first_cause(error: BaseException) -> str:
+    """The error that set off the failure, in one line: dynamo wraps the real one."""
+    while (inner := getattr(error, "inner_exception", None) or error.__cause__) is not None:
+        error = inner
+    first_line = (str(error).strip().splitlines() or [""])[0][:200]
+    return f"{type(error).__name__}: {first_line}"
