@@ -117,10 +117,13 @@ def measure_cells(
             torch.manual_seed(0)
             model = build_model(dataclasses.replace(model_for(cell), view=view), info).to(device)
             optimizer = build_optimizer(model, train_config, device)
-            compiled[cell] = compiled_as_trained(
-                cell, view, model.view.steps, runtime, compile, train_size
-            )
-            step = TrainStep(model, optimizer, None, train_config, runtime, compiled=compiled[cell])
+            step = TrainStep(
+                model, optimizer, None, train_config, runtime,
+                compiled=compiled_as_trained(
+                    cell, view, model.view.steps, runtime, compile, train_size
+                ),
+            )  # fmt: skip
+            compiled[cell] = step.forward
             models[cell] = model
             steps[cell] = lambda step=step: step(images, labels)
             forwards[cell] = _forward(model, test_images)
@@ -136,7 +139,7 @@ def measure_cells(
                 count_parameters(models[cell]),
                 train[cell],
                 infer[cell],
-                compiled[cell],
+                compiled[cell].is_compiled,  # false too if compiling failed
             )  # fmt: skip
             for cell in cells
         ]

@@ -1,25 +1,34 @@
 """Whether a run's training step goes through torch.compile, and the eager fallback.
 
-torch.compile turns a family's forward and backward into one graph whose
-elementwise work inductor fuses into few passes over memory; with bf16
-autocast it also fuses the casts. It pays only for some families, and only
-in runs long enough to repay the compile itself. Measured side by side in
-one process (benchmarks/compile_ab.py; BENCHMARKS.md, "torch.compile"),
-AMD EPYC, 2 cores, batch 128, by rows: in bf16 the compiled step of LRU,
-minGRU, minLSTM and IndRNN took 0.73-0.81x the eager step's time, coRNN's and
-LEM's 0.96-1.02x (their loops are native kernels already, nothing is left to
-fuse); in fp32 0.88-0.94x and 0.99-1.01x. Compiling took 13-50 s uncached,
-about 1-4 s from inductor's cache. The saving was about 0.1-0.8 µs per
-sample per time step, so a run repays a minute of compiling after about 1e9
-sample-steps: a pixel preset (100 epochs at 784 steps, 4e9) does, a row preset
-(10 epochs at 28 steps, 1.5e7) never would.
+torch.compile traces a family's forward and backward whole (the native
+kernels have fake registrations, so they do not break the graph), and
+inductor fuses the elementwise work the kernels leave: LayerNorm, residual
+adds and, under bf16 autocast, the casts around every matrix product. It
+pays only for some families, in some precisions, and only in runs long
+enough to repay the compile itself. Measured side by side in one process
+(benchmarks/compile_ab.py; BENCHMARKS.md, "torch.compile"), 2 cores, batch
+128, compiled step time over eager:
 
-``auto`` therefore compiles the families whose registry entry says it pays,
-on a CPU, outside torchrun, for runs of at least ``AUTO_SAMPLE_STEPS``.
-The decision depends only on the configuration, so a resumed run takes the
-same path as the run it continues. ``on`` compiles whatever the run; ``off``
-never does. A step that fails to compile (no C++ compiler, an operator
-inductor cannot lower) warns once and goes on eagerly.
+- AMD EPYC with AVX-512 BF16, bf16 (what --precision auto picks there): by
+  pixels LRU 0.77, minGRU 0.95; by rows LRU, minGRU, minLSTM and IndRNN
+  0.73-0.81, coRNN and LEM 0.96-1.02 (their loops are native kernels
+  already: nothing is left to fuse).
+- In fp32 it does not pay where it matters. By rows 0.78-0.96 on an AVX2
+  AMD EPYC and 0.88-0.94 with AVX-512, but by pixels, the only runs long
+  enough to repay compiling, 0.95-1.12 (AVX2: minGRU and minLSTM slower).
+
+Compiling took 5-55 s uncached, 1-9 s from inductor's cache. A run repays a
+minute of it only after about 1e9 sample-steps (training samples x sequence
+length): a pixel preset (100 epochs at 784 steps, 4e9) does, a row preset
+(10 epochs at 28 steps, 1.5e7) never would, even at 0.75.
+
+``auto`` therefore compiles the families whose registry entry names the
+run's precision (``compile_pays``), on a CPU, outside torchrun, for runs of
+at least ``AUTO_SAMPLE_STEPS``. The decision depends only on the
+configuration and the runtime, so a resumed run takes the same path as the
+run it continues. ``on`` compiles whatever the run; ``off`` never does. A
+step that fails to compile (no C++ compiler, an operator inductor cannot
+lower) warns once and goes on eagerly.
 """
 
 from __future__ import annotations
@@ -62,8 +71,10 @@ def choose(
     if asked == "on":
         return CompileChoice(True, "--compile on")
     cell = config.model.cell
-    if not family(cell).compile_pays:
-        return CompileChoice(False, f"auto: a compiled {cell} step was no faster")
+    if runtime.precision not in family(cell).compile_pays:
+        return CompileChoice(
+            False, f"auto: a compiled {cell} step in {runtime.precision} was not measured to pay"
+        )
     if runtime.device.type != "cpu":
         return CompileChoice(False, f"auto: measured on CPUs only, not on {runtime.device.type}")
     if runtime.ranks.distributed:
@@ -73,7 +84,9 @@ def choose(
         return CompileChoice(
             False, f"auto: {sample_steps:.1e} sample-steps would not repay compiling"
         )
-    return CompileChoice(True, f"auto: {cell}, {sample_steps:.1e} sample-steps")
+    return CompileChoice(
+        True, f"auto: {cell} in {runtime.precision}, {sample_steps:.1e} sample-steps"
+    )
 
 
 class Forward:
