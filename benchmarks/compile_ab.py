@@ -3,10 +3,10 @@
     SEQMNIST_DATA_DIR=../shared/data/mnist python benchmarks/compile_ab.py \
         --cells lru,mingru --view rows --precision auto --rounds 7 --steps 20
 
-A question for the next step of issue 12, not a seqmnist feature: seqmnist
-trains eagerly. Both steps share one model and one optimizer (the compiled
-module is the same parameters), so they see the same weights and the same
-machine load; each round times ``--steps`` steps of each, and the figure is
+The measurement behind ``--compile auto`` (training/compilation.py), which
+compiles only where this found a long run faster. Both steps share one model
+and one optimizer (the compiled module is the same parameters), so they see
+the same weights and the same machine load; each round times ``--steps`` steps of each, and the figure is
 the median over rounds of ms per step. The first compiled step, which
 compiles forward and backward, is timed apart (torch's compile cache in
 /tmp makes a second run's much shorter). Writes one JSON line per family.

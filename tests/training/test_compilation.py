@@ -2,6 +2,7 @@
 eager step does, that a run resumes exactly through it, and the eager fallback."""
 
 import dataclasses
+import functools
 import json
 import logging
 
@@ -13,6 +14,7 @@ from seqmnist.api import make_config
 from seqmnist.config import TrainConfig
 from seqmnist.data import load_dataset
 from seqmnist.distributed import Ranks
+from seqmnist.errors import RunError
 from seqmnist.model.registry import FAMILIES
 from seqmnist.presets import get_preset
 from seqmnist.runs import ModelInfo, build_model, read_config, write_config
@@ -107,8 +109,15 @@ def test_a_compiled_step_computes_what_the_eager_step_does(stripes_dir, cell):
         torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-5, msg=name)
 
 
-def no_compiler(graph, example_inputs):
-    raise RuntimeError("no C++ compiler here")
+def fails_when_run(graph, example_inputs):
+    """A backend whose compiled code draws from the generator, then fails: the retry must
+    not see the draw (dynamo restores the random state around compiling, not running)."""
+
+    def run(*args):
+        torch.rand(1)
+        raise RuntimeError("no C++ compiler here")
+
+    return run
 
 
 def test_a_step_that_cannot_compile_warns_once_and_trains_eagerly_from_the_same_state(
@@ -119,7 +128,7 @@ def test_a_step_that_cannot_compile_warns_once_and_trains_eagerly_from_the_same_
     [(_, eager), (_, fallback)], images, labels = twin_steps(
         stripes_dir, "mingru", compiled=False, dropout=0.3
     )
-    fallback.forward = Forward(fallback.model, compiled=True, backend=no_compiler)
+    fallback.forward = Forward(fallback.model, compiled=True, backend=fails_when_run)
     with caplog.at_level(logging.WARNING, logger="seqmnist.train"):
         for _ in range(3):
             torch.manual_seed(7)
@@ -130,6 +139,48 @@ def test_a_step_that_cannot_compile_warns_once_and_trains_eagerly_from_the_same_
     assert len(warnings) == 1 and "no C++ compiler here" in warnings[0]
     assert not fallback.forward.is_compiled
     assert "no C++ compiler here" in fallback.forward.failure
+    # One optimizer step per call, the failed attempt's included.
+    assert fallback.optimizer.state_dict()["state"][0]["step"] == 3
+
+
+def test_under_torchrun_a_failed_compile_is_one_error_not_a_retry(stripes_dir):
+    [(_, _), (_, step)], images, labels = twin_steps(stripes_dir, "mingru", compiled=False)
+    step.forward = Forward(step.model, True, backend=fails_when_run, fall_back=False)
+    with pytest.raises(RunError, match=r"torch.compile failed .*no C\+\+ compiler.*--compile off"):
+        step(images, labels)
+
+
+def test_a_run_whose_compile_failed_resumes_eagerly_with_the_same_result(
+    stripes_dir, tmp_path, monkeypatch
+):
+    config = make_config(
+        "default", dataset=str(stripes_dir), validation_size=100, cell="mingru",
+        hidden_sizes="8", batch_size=32, steps=12, log_every=2, eval_batch_size=64,
+        device="cpu", precision="fp32", dropout=0.2, checkpoint_every=4, compile="on",
+    )  # fmt: skip
+    failing = functools.partialmethod(Forward.__init__, backend=fails_when_run)
+    monkeypatch.setattr(Forward, "__init__", failing)
+    whole = train(config, tmp_path / "whole", progress=False)
+    assert not whole.summary["compile"]["compiled"]
+    assert (
+        "compiling failed (RuntimeError: no C++ compiler here)"
+        in (whole.summary["compile"]["reason"])
+    )
+
+    class Crash(Exception):
+        pass
+
+    def crash_at_10(record):
+        if record["step"] == 10:
+            raise Crash
+
+    with pytest.raises(Crash):
+        train(config, tmp_path / "parts", progress=False, callbacks=(crash_at_10,))
+    # Compiling would succeed now; the resumed run still goes on as the run it continues.
+    monkeypatch.undo()
+    resumed = train(config, tmp_path / "parts", progress=False, resume=True)
+    assert resumed.summary["compile"] == whole.summary["compile"]
+    assert resumed.summary["test_loss"] == whole.summary["test_loss"]
 
 
 @needs_compiler

@@ -42,6 +42,7 @@ import torch
 from torch import nn
 
 from seqmnist.config import RunConfig
+from seqmnist.errors import RunError
 from seqmnist.model import native
 from seqmnist.model.registry import family
 from seqmnist.runtime import Runtime, random_state, set_random_state
@@ -95,14 +96,19 @@ class Forward:
     ``attempt(step)`` runs one whole training step (forward, loss, backward:
     inductor compiles the backward on its first call) through the compiled
     forward; if that raises, it warns once, gives back the random state the
-    step began with, and runs the step again eagerly. A failed step stops
-    before the optimizer's: the retry starts from the same weights.
+    step began with, and runs the step again eagerly. The optimizer's step
+    comes after: the retry starts from the same weights. Under torchrun
+    (``fall_back`` False) a failure is a RunError instead: DDP's reducer has
+    begun the failed backward, and the ranks must not take different paths.
     """
 
-    def __init__(self, model: nn.Module, compiled: bool, backend: str = "inductor") -> None:
+    def __init__(
+        self, model: nn.Module, compiled: bool, backend: str = "inductor", fall_back: bool = True
+    ) -> None:
         self.model = model
         self.compiled: Callable | None = None
         self.failure = ""  # why compiling failed, once it has
+        self.fall_back = fall_back  # False: a failure is a RunError instead
         if compiled:
             # The native kernels are loaded before tracing: their first load
             # builds them under a lock, which dynamo cannot trace through.
@@ -124,14 +130,24 @@ class Forward:
         try:
             return step(self.compiled)
         except Exception as error:  # noqa: BLE001 - any failure to compile; eager says if real
-            self.failure = _first_cause(error)
+            cause = _first_cause(error)
+            if not self.fall_back:
+                raise RunError(
+                    f"torch.compile failed ({cause}); train with --compile off"
+                ) from error
             logger.warning(
                 "seqmnist: torch.compile failed (%s); training eagerly instead, "
-                "which computes the same; --compile off skips trying", self.failure,
+                "which computes the same; --compile off skips trying", cause,
             )  # fmt: skip
-            self.compiled = None
+            self.give_up(cause)
             set_random_state(device, state)
             return step(self.model)
+
+    def give_up(self, failure: str) -> None:
+        """Run eagerly from now on, because of ``failure`` (also a resumed run's, so it
+        goes on as the run it continues did)."""
+        self.compiled = None
+        self.failure = failure
 
 
 def _first_cause(error: BaseException) -> str:

@@ -307,6 +307,8 @@ class TrainingLoop:
             "best_validation": dataclasses.asdict(best) if best is not None else None,
             "train_seconds": self.elapsed(),
             "runtime": self.runtime.to_dict(),
+            # Why compiling failed, if it did: the resumed run goes on eagerly too.
+            "compile_failure": self.step_fn.forward.failure,
         }
 
     def _compare_runtime(self, saved: dict[str, Any]) -> None:
@@ -344,6 +346,8 @@ class TrainingLoop:
         best = state["best_validation"]
         self.best_validation = Evaluation(**best) if best is not None else None
         self.seconds_before = state["train_seconds"]
+        if failure := state.get("compile_failure"):
+            self.step_fn.forward.give_up(failure)
         self._compare_runtime(state.get("runtime") or {})
         torch.set_rng_state(state["torch_rng"])
         if self.device.type == "cuda" and len(state["cuda_rng"]) == torch.cuda.device_count():

@@ -28,7 +28,8 @@ class TrainStep:
         self.model = model
         # The forward the steps run: through torch.compile where the run chose it
         # (training/compilation.py), eager otherwise or once compiling has failed.
-        self.forward = Forward(model, compiled)
+        # Under torchrun a failed compile is an error: DDP's reducer cannot take a retry.
+        self.forward = Forward(model, compiled, fall_back=not runtime.ranks.distributed)
         self.optimizer = optimizer
         self.schedule = schedule
         self.grad_clip = config.grad_clip
@@ -39,22 +40,26 @@ class TrainStep:
         self, images: torch.Tensor, labels: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Train on uint8 ``images`` (B, H, W) and ``labels`` (B,); returns (loss, correct count)."""
-        return self.forward.attempt(
-            lambda forward: self._step(forward, images, labels), self.runtime.device
+        # Only the compiled part is attempted: a retry after a failed compile must
+        # never clip, step the optimizer or the schedule twice.
+        loss, logits = self.forward.attempt(
+            lambda forward: self._gradients(forward, images, labels), self.runtime.device
         )
-
-    def _step(
-        self, forward, images: torch.Tensor, labels: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        with self.runtime.autocast():
-            logits = forward(to_unit_float(images))  # (B, C)
-        # The loss is taken in fp32 whatever the matmul precision.
-        loss = F.cross_entropy(logits.float(), labels)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
         if self.grad_clip > 0:
             nn.utils.clip_grad_norm_(self.parameters, self.grad_clip, foreach=True)
         self.optimizer.step()
         if self.schedule is not None:
             self.schedule.step()
         return loss.detach(), (logits.detach().argmax(dim=1) == labels).sum()
+
+    def _gradients(
+        self, forward, images: torch.Tensor, labels: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The loss and logits, with the gradients of this batch alone in ``.grad``."""
+        with self.runtime.autocast():
+            logits = forward(to_unit_float(images))  # (B, C)
+        # The loss is taken in fp32 whatever the matmul precision.
+        loss = F.cross_entropy(logits.float(), labels)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        return loss, logits
