@@ -75,9 +75,7 @@ def twin_steps(stripes_dir, cell, compiled, dropout=0.0):
     splits = load_dataset(str(stripes_dir), validation_size=100)
     info = ModelInfo(splits.image_shape, tuple(splits.class_names))
     config = TrainConfig(batch_size=32, lr=0.01)
-    model_config = dataclasses.replace(
-        make_config("default", cell=cell, hidden_sizes="16", dropout=dropout).model
-    )
+    model_config = make_config("default", cell=cell, hidden_sizes="16", dropout=dropout).model
     steps = []
     for compile_it in (False, compiled):
         torch.manual_seed(0)
@@ -107,6 +105,30 @@ def test_a_compiled_step_computes_what_the_eager_step_does(stripes_dir, cell):
         compiled_model.state_dict().items(), eager_model.state_dict().values(), strict=True
     ):
         torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-5, msg=name)
+
+
+def compiled_run_config(stripes_dir, cell):
+    """A 12-step run with --compile on, dropout, and checkpoints every 4 steps."""
+    return make_config(
+        "default", dataset=str(stripes_dir), validation_size=100, cell=cell,
+        hidden_sizes="8", batch_size=32, steps=12, log_every=2, eval_batch_size=64,
+        device="cpu", precision="fp32", dropout=0.2, checkpoint_every=4, compile="on",
+    )  # fmt: skip
+
+
+class Crash(Exception):
+    """Stands for the process dying: no interrupt checkpoint is written."""
+
+
+def crash_at_step_10(config, run_dir):
+    """Train ``config`` into ``run_dir`` until the process dies at step 10 (checkpoint 8)."""
+
+    def crash(record):
+        if record["step"] == 10:
+            raise Crash
+
+    with pytest.raises(Crash):
+        train(config, run_dir, progress=False, callbacks=(crash,))
 
 
 def fails_when_run(graph, example_inputs):
@@ -153,29 +175,15 @@ def test_under_torchrun_a_failed_compile_is_one_error_not_a_retry(stripes_dir):
 def test_a_run_whose_compile_failed_resumes_eagerly_with_the_same_result(
     stripes_dir, tmp_path, monkeypatch
 ):
-    config = make_config(
-        "default", dataset=str(stripes_dir), validation_size=100, cell="mingru",
-        hidden_sizes="8", batch_size=32, steps=12, log_every=2, eval_batch_size=64,
-        device="cpu", precision="fp32", dropout=0.2, checkpoint_every=4, compile="on",
-    )  # fmt: skip
+    config = compiled_run_config(stripes_dir, "mingru")
     failing = functools.partialmethod(Forward.__init__, backend=fails_when_run)
     monkeypatch.setattr(Forward, "__init__", failing)
     whole = train(config, tmp_path / "whole", progress=False)
     assert not whole.summary["compile"]["compiled"]
-    assert (
-        "compiling failed (RuntimeError: no C++ compiler here)"
-        in (whole.summary["compile"]["reason"])
-    )
+    reason = whole.summary["compile"]["reason"]
+    assert "compiling failed (RuntimeError: no C++ compiler here)" in reason
 
-    class Crash(Exception):
-        pass
-
-    def crash_at_10(record):
-        if record["step"] == 10:
-            raise Crash
-
-    with pytest.raises(Crash):
-        train(config, tmp_path / "parts", progress=False, callbacks=(crash_at_10,))
+    crash_at_step_10(config, tmp_path / "parts")
     # Compiling would succeed now; the resumed run still goes on as the run it continues.
     monkeypatch.undo()
     resumed = train(config, tmp_path / "parts", progress=False, resume=True)
@@ -185,23 +193,11 @@ def test_a_run_whose_compile_failed_resumes_eagerly_with_the_same_result(
 
 @needs_compiler
 def test_a_compiled_run_resumes_exactly_and_says_it_was_compiled(stripes_dir, tmp_path):
-    config = make_config(
-        "default", dataset=str(stripes_dir), validation_size=100, cell="lru",
-        hidden_sizes="8", batch_size=32, steps=12, log_every=2, eval_batch_size=64,
-        device="cpu", precision="fp32", dropout=0.2, checkpoint_every=4, compile="on",
-    )  # fmt: skip
+    config = compiled_run_config(stripes_dir, "lru")
     whole = train(config, tmp_path / "whole", progress=False)
     assert whole.summary["compile"] == {"compiled": True, "reason": "--compile on"}
 
-    class Crash(Exception):
-        pass
-
-    def crash_at_10(record):
-        if record["step"] == 10:
-            raise Crash
-
-    with pytest.raises(Crash):
-        train(config, tmp_path / "parts", progress=False, callbacks=(crash_at_10,))
+    crash_at_step_10(config, tmp_path / "parts")
     resumed = train(config, tmp_path / "parts", progress=False, resume=True)
     assert resumed.summary["test_loss"] == whole.summary["test_loss"]
     whole_state, resumed_state = whole.model.state_dict(), resumed.model.state_dict()

@@ -112,7 +112,7 @@ def measure_cells(
     train_size = len(splits.split("train")[0])
     results: list[CellSpeed] = []
     for view in VIEWS:
-        models, steps, forwards, compiled = {}, {}, {}, {}
+        models, steps, forwards, train_forwards = {}, {}, {}, {}
         for cell in cells:
             torch.manual_seed(0)
             model = build_model(dataclasses.replace(model_for(cell), view=view), info).to(device)
@@ -123,7 +123,7 @@ def measure_cells(
                     cell, view, model.view.steps, runtime, compile, train_size
                 ),
             )  # fmt: skip
-            compiled[cell] = step.forward
+            train_forwards[cell] = step.forward
             models[cell] = model
             steps[cell] = lambda step=step: step(images, labels)
             forwards[cell] = _forward(model, test_images)
@@ -139,7 +139,7 @@ def measure_cells(
                 count_parameters(models[cell]),
                 train[cell],
                 infer[cell],
-                compiled[cell].is_compiled,  # false too if compiling failed
+                train_forwards[cell].is_compiled,  # false too if compiling failed
             )  # fmt: skip
             for cell in cells
         ]

@@ -93,8 +93,8 @@ def choose(
 class Forward:
     """The model's forward for training steps: compiled, until compiling fails, then eager.
 
-    ``attempt(step)`` runs one whole training step (forward, loss, backward:
-    inductor compiles the backward on its first call) through the compiled
+    ``attempt(step)`` runs a training step's forward, loss and backward
+    (inductor compiles the backward on its first call) through the compiled
     forward; if that raises, it warns once, gives back the random state the
     step began with, and runs the step again eagerly. The optimizer's step
     comes after: the retry starts from the same weights. Under torchrun
@@ -103,7 +103,11 @@ class Forward:
     """
 
     def __init__(
-        self, model: nn.Module, compiled: bool, backend: str = "inductor", fall_back: bool = True
+        self,
+        model: nn.Module,
+        compiled: bool,
+        backend: str | Callable = "inductor",
+        fall_back: bool = True,
     ) -> None:
         self.model = model
         self.compiled: Callable | None = None
